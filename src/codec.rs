@@ -1,0 +1,323 @@
+//! Compact coding of sorted key sets: the payload of a snapshot.
+//!
+//! Each kind is first mapped by a bijection onto a denser number line that
+//! follows the structure of the keys, then stored as gaps between sorted
+//! values with Golomb-Rice codes whose parameter is chosen per block of
+//! [`BLOCK`] gaps.
+//!
+//! - CPR `DDMMYY S1S2S3 S4`: the date becomes a rank `(YY*12 + MM-1)*31 +
+//!   DD-1` (37,200 values) and the last digit becomes a *slot* relative to
+//!   the modulus-11 check digit of the first nine, so that every CPR that
+//!   passes modulus 11 (all numbers issued before 2007) lands in slot 0.
+//!   `t = slot * 37_200_000 + rank * 1000 + S1S2S3`. Nothing is required of
+//!   the keys: numbers that fail modulus 11 land in the other slots.
+//! - CVR: every valid CVR is fixed by its first seven digits, `t = cvr / 10`.
+//!
+//! Decoding inverts the map, checks that every key is valid, and sorts.
+
+use crate::keys::{self, KeyKind};
+
+/// Gaps per Rice block; each block starts with its 5-bit parameter.
+pub const BLOCK: usize = 128;
+const ESCAPE: u32 = 31;
+const DATE_RANKS: u32 = 100 * 12 * 31;
+const SLOT_SPAN: u32 = DATE_RANKS * 1000;
+
+/// A payload that does not decode to a valid key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt key payload: {0}")]
+pub struct CorruptPayload(pub &'static str);
+
+/// Maps a valid key onto the dense number line.
+#[inline]
+pub fn to_dense(kind: KeyKind, key: u32) -> u32 {
+    match kind {
+        KeyKind::Cvr => key / 10,
+        KeyKind::Cpr => {
+            let day = key / 100_000_000;
+            let month = (key / 1_000_000) % 100;
+            let year = (key / 10_000) % 100;
+            let serial = (key / 10) % 1000;
+            let last = key % 10;
+            let slot = match cpr_check_digit(key / 10) {
+                Some(c) => (last + 10 - c) % 10,
+                None => last,
+            };
+            let rank = (year * 12 + month - 1) * 31 + day - 1;
+            slot * SLOT_SPAN + rank * 1000 + serial
+        }
+    }
+}
+
+/// Inverts [`to_dense`], checking that the result is a valid key.
+#[inline]
+pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
+    match kind {
+        KeyKind::Cvr => {
+            let prefix = t;
+            if prefix >= 10_000_000 {
+                return Err(CorruptPayload("CVR out of range"));
+            }
+            let c = keys::cvr_check_digit(prefix).ok_or(CorruptPayload("CVR has no check digit"))?;
+            Ok(prefix * 10 + c)
+        }
+        KeyKind::Cpr => {
+            let slot = t / SLOT_SPAN;
+            if slot > 9 {
+                return Err(CorruptPayload("CPR out of range"));
+            }
+            let rest = t % SLOT_SPAN;
+            let rank = rest / 1000;
+            let serial = rest % 1000;
+            let (day, month, year) = (rank % 31 + 1, (rank / 31) % 12 + 1, rank / 372);
+            let prefix = ((day * 100 + month) * 100 + year) * 1000 + serial;
+            let last = match cpr_check_digit(prefix) {
+                Some(c) => (slot + c) % 10,
+                None => slot,
+            };
+            keys::check_cpr(prefix * 10 + last).map_err(|_| CorruptPayload("CPR with impossible date"))
+        }
+    }
+}
+
+/// The modulus-11 check digit of a CPR's first nine digits, if one exists.
+#[inline]
+fn cpr_check_digit(prefix: u32) -> Option<u32> {
+    const W: [u32; 9] = [4, 3, 2, 7, 6, 5, 4, 3, 2];
+    let mut rest = prefix;
+    let mut sum = 0;
+    for w in W.iter().rev() {
+        sum += (rest % 10) * w;
+        rest /= 10;
+    }
+    let c = (11 - sum % 11) % 11;
+    (c <= 9).then_some(c)
+}
+
+/// Encodes sorted, unique keys of one kind.
+pub fn encode(kind: KeyKind, sorted_keys: &[u32]) -> Vec<u8> {
+    let mut dense: Vec<u32> = sorted_keys.iter().map(|&k| to_dense(kind, k)).collect();
+    dense.sort_unstable();
+    let mut writer = BitWriter::with_capacity(sorted_keys.len() * 2);
+    let mut gaps = Vec::with_capacity(BLOCK);
+    let mut prev: i64 = -1;
+    for block in dense.chunks(BLOCK) {
+        gaps.clear();
+        for &v in block {
+            gaps.push((i64::from(v) - prev - 1) as u32);
+            prev = i64::from(v);
+        }
+        let k = best_parameter(&gaps);
+        writer.put(u64::from(k), 5);
+        for &gap in &gaps {
+            let q = gap >> k;
+            if q < ESCAPE {
+                writer.put((1u64 << q) - 1, q + 1);
+                writer.put(u64::from(gap) & ((1u64 << k) - 1), k);
+            } else {
+                writer.put((1u64 << ESCAPE) - 1, ESCAPE);
+                writer.put(u64::from(gap), 32);
+            }
+        }
+    }
+    writer.finish()
+}
+
+/// Rice parameter with the fewest bits for these gaps.
+fn best_parameter(gaps: &[u32]) -> u32 {
+    let cost = |k: u32| -> u64 {
+        gaps.iter()
+            .map(|&g| {
+                let q = g >> k;
+                if q < ESCAPE { u64::from(q + 1 + k) } else { u64::from(ESCAPE + 32) }
+            })
+            .sum()
+    };
+    let mean = gaps.iter().map(|&g| u64::from(g)).sum::<u64>() / gaps.len().max(1) as u64;
+    let guess = (64 - (mean * 7 / 10 + 1).leading_zeros()).saturating_sub(1).min(31);
+    (guess.saturating_sub(1)..=(guess + 1).min(31))
+        .min_by_key(|&k| cost(k))
+        .unwrap_or(guess)
+}
+
+/// Decodes `n` keys of one kind, returning them sorted.
+pub fn decode(kind: KeyKind, data: &[u8], n: usize) -> Result<Vec<u32>, CorruptPayload> {
+    let mut reader = BitReader::new(data);
+    let mut out = Vec::with_capacity(n);
+    let mut prev: i64 = -1;
+    while out.len() < n {
+        let k = reader.get(5) as u32;
+        let in_block = BLOCK.min(n - out.len());
+        for _ in 0..in_block {
+            let q = reader.ones(ESCAPE);
+            let gap = if q < ESCAPE {
+                (u64::from(q) << k) | reader.get(k)
+            } else {
+                reader.get(32)
+            };
+            let value = prev + 1 + gap as i64;
+            if value > i64::from(u32::MAX) {
+                return Err(CorruptPayload("key out of range"));
+            }
+            prev = value;
+            out.push(from_dense(kind, value as u32)?);
+        }
+        if reader.overrun() {
+            return Err(CorruptPayload("payload ends early"));
+        }
+    }
+    if reader.bytes_used() != data.len() {
+        return Err(CorruptPayload("payload has trailing bytes"));
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    fn with_capacity(bytes: usize) -> Self {
+        BitWriter {
+            out: Vec::with_capacity(bytes),
+            acc: 0,
+            n: 0,
+        }
+    }
+
+    /// Appends the low `bits` (at most 32) bits of `value`.
+    #[inline]
+    fn put(&mut self, value: u64, bits: u32) {
+        debug_assert!(bits <= 32 && (bits == 64 || value >> bits == 0));
+        self.acc |= value << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    n: u32,
+    consumed: u64,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            pos: 0,
+            acc: 0,
+            n: 0,
+            consumed: 0,
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        while self.n <= 56 {
+            let byte = self.data.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            self.acc |= u64::from(byte) << self.n;
+            self.n += 8;
+        }
+    }
+
+    #[inline]
+    fn get(&mut self, bits: u32) -> u64 {
+        if bits == 0 {
+            return 0;
+        }
+        self.refill();
+        let v = self.acc & ((1u64 << bits) - 1);
+        self.acc >>= bits;
+        self.n -= bits;
+        self.consumed += u64::from(bits);
+        v
+    }
+
+    /// Reads a run of one bits ended by a zero, up to `cap` ones (no zero follows a capped run).
+    #[inline]
+    fn ones(&mut self, cap: u32) -> u32 {
+        self.refill();
+        let q = (!self.acc).trailing_zeros().min(cap);
+        let used = if q < cap { q + 1 } else { q };
+        self.acc >>= used;
+        self.n -= used;
+        self.consumed += u64::from(used);
+        q
+    }
+
+    fn overrun(&self) -> bool {
+        self.consumed > self.data.len() as u64 * 8
+    }
+
+    fn bytes_used(&self) -> usize {
+        self.consumed.div_ceil(8) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(kind: KeyKind, keys: &[u32]) {
+        let bytes = encode(kind, keys);
+        assert_eq!(decode(kind, &bytes, keys.len()).unwrap(), keys);
+    }
+
+    #[test]
+    fn dense_map_is_a_bijection_on_samples() {
+        for key in [101901234u32, 3112999999, 2902001234, 1010100000, 3112990009] {
+            let t = to_dense(KeyKind::Cpr, key);
+            assert_eq!(from_dense(KeyKind::Cpr, t), Ok(key), "{key}");
+        }
+        for key in [13585628u32, 24256790, 10000009] {
+            if keys::check_cvr(key).is_ok() {
+                assert_eq!(from_dense(KeyKind::Cvr, to_dense(KeyKind::Cvr, key)), Ok(key));
+            }
+        }
+    }
+
+    #[test]
+    fn modulus_11_cprs_land_in_slot_zero() {
+        // 0707614285 passes modulus 11 (4,3,2,7,6,5,4,3,2,1).
+        assert!(to_dense(KeyKind::Cpr, 707614285) < SLOT_SPAN);
+        assert!(to_dense(KeyKind::Cpr, 707614286) >= SLOT_SPAN);
+    }
+
+    #[test]
+    fn roundtrips() {
+        roundtrip(KeyKind::Cpr, &[]);
+        roundtrip(KeyKind::Cpr, &[101901234]);
+        roundtrip(KeyKind::Cpr, &[101000000, 101901234, 2512851234, 3112999999]);
+        roundtrip(KeyKind::Cvr, &[13585628, 24256790]);
+        let mut many: Vec<u32> = (0..10_000u32).map(|i| 101000000 + i * 7).collect();
+        many.push(3112999999);
+        roundtrip(KeyKind::Cpr, &many);
+    }
+
+    #[test]
+    fn truncated_payload_is_an_error() {
+        let keys: Vec<u32> = (0..1000u32).map(|i| 101000000 + i * 97).collect();
+        let bytes = encode(KeyKind::Cpr, &keys);
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode(KeyKind::Cpr, &bytes[..cut], keys.len()).is_err(), "cut {cut}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! nemsms-diff: the nightly NemSMS registration-list job of the Danish
+//! municipalities' integration platform.
+//!
+//! Lists are parsed ([`parse`]) into validated keys ([`keys`]), kept as
+//! compact snapshots ([`snapshot`], [`codec`]) and compared ([`diff`]).
+//! `ARCHITECTURE.md` has the bird's-eye view and the invariants.
+
+pub mod cli;
+pub mod codec;
+pub mod diff;
+pub mod fsutil;
+pub mod generate;
+pub mod keys;
+pub mod parse;
+pub mod snapshot;
+
+/// Process exit codes (README, "Exit codes").
+pub mod exit {
+    /// Everything worked.
+    pub const OK: u8 = 0;
+    /// The command failed: bad input, a corrupt file, an I/O error.
+    pub const FAILURE: u8 = 1;
+    /// The command line or the configuration is wrong.
+    pub const USAGE: u8 = 2;
+    /// Some items (pairs, authorities) failed; the others completed.
+    pub const PARTIAL: u8 = 3;
+}

@@ -1,0 +1,509 @@
+//! The assumed tilmeldingsliste CSV: bytes in, validated [`KeySet`] out.
+//!
+//! Format (README, "The assumed tilmeldingsliste CSV"): UTF-8 with an
+//! optional BOM, LF or CRLF, delimiter `;` or `,` taken from the header line,
+//! a required header row with a column `nummer` and an optional column `type`
+//! (`CPR`/`CVR`), other columns ignored, blank lines ignored. Any invalid row
+//! rejects the whole list with its line number and a reason that never
+//! contains the key.
+//!
+//! Files without a `"` take the fast path: the body is split into chunks at
+//! line boundaries and the chunks are parsed in parallel. Files with quotes
+//! go through the `csv` crate. [`read_list`] memory-maps a file and is the
+//! only function here that touches the disk.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::keys::{self, KeyError, KeyKind, KeySet};
+
+/// A parsed list with what the summary reports about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedList {
+    /// The sorted, unique keys.
+    pub keys: KeySet,
+    /// Data rows read (blank lines not counted).
+    pub n_rows: u64,
+    /// Rows whose key was already in the list.
+    pub n_duplicates: u64,
+}
+
+/// Why a list was rejected: the 1-based line (the header is line 1) and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// What is wrong with that line.
+    pub reason: Reason,
+}
+
+/// What is wrong with a line. Never carries the key's digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error("the list is empty: a header row is required")]
+    NoHeader,
+    #[error("the header has no column `nummer`")]
+    MissingNummerColumn,
+    #[error("the header names column `{0}` twice")]
+    DuplicateColumn(String),
+    #[error("the row has {found} fields, the header has {expected}")]
+    FieldCount { found: usize, expected: usize },
+    #[error("the row has no value in column `nummer`")]
+    MissingNummer,
+    #[error("column `type` must be CPR or CVR")]
+    BadType,
+    #[error("column `type` says {declared} but the number has {found} characters")]
+    TypeMismatch { declared: KeyKind, found: usize },
+    #[error("malformed CSV: {0}")]
+    Csv(String),
+}
+
+/// A list file that could not be read or parsed; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ListFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: ParseError },
+}
+
+/// Memory-maps and parses one list file.
+pub fn read_list(path: &Path) -> Result<ParsedList, ListFileError> {
+    let io = |source| ListFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let result = if len == 0 {
+        parse_list(&[])
+    } else {
+        // SAFETY: the map is read-only and lives only for this call; lists
+        // are written by renaming complete files into place, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        parse_list(&map)
+    };
+    result.map_err(|source| ListFileError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Where the interesting columns are.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    delimiter: u8,
+    n_columns: usize,
+    nummer: usize,
+    kind: Option<usize>,
+}
+
+impl Layout {
+    fn from_header(header: &[u8]) -> Result<Layout, Reason> {
+        let delimiter = if header.contains(&b';') {
+            b';'
+        } else if header.contains(&b',') {
+            b','
+        } else {
+            b';'
+        };
+        let names: Vec<String> = header
+            .split(|&b| b == delimiter)
+            .map(|f| {
+                let f = trim(f);
+                let f = f
+                    .strip_prefix(b"\"")
+                    .and_then(|f| f.strip_suffix(b"\""))
+                    .unwrap_or(f);
+                String::from_utf8_lossy(f).to_ascii_lowercase()
+            })
+            .collect();
+        let mut nummer = None;
+        let mut kind = None;
+        for (i, name) in names.iter().enumerate() {
+            let slot = match name.as_str() {
+                "nummer" => &mut nummer,
+                "type" => &mut kind,
+                _ => continue,
+            };
+            if slot.replace(i).is_some() {
+                return Err(Reason::DuplicateColumn(name.clone()));
+            }
+        }
+        Ok(Layout {
+            delimiter,
+            n_columns: names.len(),
+            nummer: nummer.ok_or(Reason::MissingNummerColumn)?,
+            kind,
+        })
+    }
+
+    /// Validates one row given as its fields.
+    #[inline]
+    fn key<'a>(
+        &self,
+        n_fields: usize,
+        mut field: impl FnMut(usize) -> Option<&'a [u8]>,
+    ) -> Result<(KeyKind, u32), Reason> {
+        if n_fields != self.n_columns {
+            return Err(Reason::FieldCount {
+                found: n_fields,
+                expected: self.n_columns,
+            });
+        }
+        let nummer = trim(field(self.nummer).ok_or(Reason::MissingNummer)?);
+        if nummer.is_empty() {
+            return Err(Reason::MissingNummer);
+        }
+        let Some(kind_col) = self.kind else {
+            return Ok(keys::parse_any(nummer)?);
+        };
+        let declared = match trim(field(kind_col).unwrap_or_default()) {
+            t if t.eq_ignore_ascii_case(b"cpr") => KeyKind::Cpr,
+            t if t.eq_ignore_ascii_case(b"cvr") => KeyKind::Cvr,
+            _ => return Err(Reason::BadType),
+        };
+        if nummer.len() != declared.digits() {
+            return Err(Reason::TypeMismatch {
+                declared,
+                found: nummer.len(),
+            });
+        }
+        Ok((declared, keys::parse_kind(declared, nummer)?))
+    }
+}
+
+#[inline]
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Keys found in one chunk, or the byte offset of the first bad line.
+#[derive(Default)]
+struct Chunk {
+    cpr: Vec<u32>,
+    cvr: Vec<u32>,
+    rows: u64,
+}
+
+impl Chunk {
+    #[inline]
+    fn push(&mut self, (kind, value): (KeyKind, u32)) {
+        self.rows += 1;
+        match kind {
+            KeyKind::Cpr => self.cpr.push(value),
+            KeyKind::Cvr => self.cvr.push(value),
+        }
+    }
+}
+
+/// Parses a whole list held in memory.
+pub fn parse_list(data: &[u8]) -> Result<ParsedList, ParseError> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    if trim(data).iter().all(|&b| b == b'\n') {
+        return Err(ParseError {
+            line: 1,
+            reason: Reason::NoHeader,
+        });
+    }
+    if memchr::memchr(b'"', data).is_some() {
+        return parse_quoted(data);
+    }
+    let header_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let layout = Layout::from_header(trim(&data[..header_end])).map_err(|reason| ParseError {
+        line: 1,
+        reason,
+    })?;
+    let body = (header_end + 1).min(data.len());
+    let chunks = split_chunks(data, body);
+    let parsed: Vec<Result<Chunk, (usize, Reason)>> = chunks
+        .par_iter()
+        .map(|&(start, end)| parse_chunk(data, start, end, &layout))
+        .collect();
+    let mut cpr = Vec::new();
+    let mut cvr = Vec::new();
+    let mut n_rows = 0;
+    for chunk in parsed {
+        match chunk {
+            Ok(c) => {
+                n_rows += c.rows;
+                if cpr.is_empty() {
+                    cpr = c.cpr;
+                } else {
+                    cpr.extend_from_slice(&c.cpr);
+                }
+                cvr.extend_from_slice(&c.cvr);
+            }
+            Err((offset, reason)) => {
+                let line = 1 + memchr::memchr_iter(b'\n', &data[..offset]).count() as u64;
+                return Err(ParseError { line, reason });
+            }
+        }
+    }
+    let (keys, n_duplicates) = KeySet::from_unsorted(cpr, cvr);
+    Ok(ParsedList {
+        keys,
+        n_rows,
+        n_duplicates,
+    })
+}
+
+/// Splits `data[body..]` into line-aligned chunks for parallel parsing.
+fn split_chunks(data: &[u8], body: usize) -> Vec<(usize, usize)> {
+    const MIN_CHUNK: usize = 1 << 20;
+    let len = data.len() - body;
+    let pieces = (rayon::current_num_threads() * 4).max(1);
+    let size = (len / pieces).max(MIN_CHUNK);
+    let mut chunks = Vec::with_capacity(len / size + 1);
+    let mut start = body;
+    while start < data.len() {
+        let guess = (start + size).min(data.len());
+        let end = match memchr::memchr(b'\n', &data[guess..]) {
+            Some(p) => guess + p + 1,
+            None => data.len(),
+        };
+        chunks.push((start, end));
+        start = end;
+    }
+    chunks
+}
+
+fn parse_chunk(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    layout: &Layout,
+) -> Result<Chunk, (usize, Reason)> {
+    let mut out = Chunk::default();
+    let estimate = (end - start) / 11 + 1;
+    out.cpr.reserve(estimate);
+    let mut pos = start;
+    let key_only = layout.n_columns == 1;
+    while pos < end {
+        let line_end = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |p| pos + p);
+        let line = &data[pos..line_end];
+        if key_only {
+            // Fast path: the line is the key, maybe with a trailing CR.
+            let key = trim(line);
+            if !key.is_empty() {
+                match keys::parse_any(key) {
+                    Ok(k) => out.push(k),
+                    Err(e) => return Err((pos, e.into())),
+                }
+            }
+        } else if !trim(line).is_empty() {
+            let d = layout.delimiter;
+            let n_fields = memchr::memchr_iter(d, line).count() + 1;
+            let key = layout.key(n_fields, |i| line.split(|&b| b == d).nth(i));
+            match key {
+                Ok(k) => out.push(k),
+                Err(reason) => return Err((pos, reason)),
+            }
+        }
+        pos = line_end + 1;
+    }
+    Ok(out)
+}
+
+/// The full CSV parser, for lists that use quoting.
+fn parse_quoted(data: &[u8]) -> Result<ParsedList, ParseError> {
+    let header_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let header = trim(&data[..header_end]);
+    let delimiter = Layout::from_header(header)
+        .map_err(|reason| ParseError { line: 1, reason })?
+        .delimiter;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let mut record = csv::ByteRecord::new();
+    let mut layout: Option<Layout> = None;
+    let mut cpr = Vec::new();
+    let mut cvr = Vec::new();
+    let mut n_rows = 0;
+    loop {
+        let more = reader.read_byte_record(&mut record).map_err(|e| ParseError {
+            line: e.position().map_or(0, |p| p.line()),
+            reason: Reason::Csv(csv_reason(&e)),
+        })?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let fail = |reason| ParseError { line, reason };
+        let Some(layout) = &layout else {
+            let joined = record.iter().collect::<Vec<_>>().join(&delimiter);
+            layout = Some(Layout::from_header(&joined).map_err(fail)?);
+            continue;
+        };
+        if record.len() == 1 && record[0].is_empty() {
+            continue;
+        }
+        let (kind, value) = layout.key(record.len(), |i| record.get(i)).map_err(fail)?;
+        n_rows += 1;
+        match kind {
+            KeyKind::Cpr => cpr.push(value),
+            KeyKind::Cvr => cvr.push(value),
+        }
+    }
+    let (keys, n_duplicates) = KeySet::from_unsorted(cpr, cvr);
+    Ok(ParsedList {
+        keys,
+        n_rows,
+        n_duplicates,
+    })
+}
+
+/// A CSV error's kind without any field content.
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("the row has {len} fields, expected {expected_len}")
+        }
+        _ => "unreadable record".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(input: &str) -> ParsedList {
+        parse_list(input.as_bytes()).unwrap_or_else(|e| panic!("{input:?}: {e}"))
+    }
+
+    fn check_err(input: &str, line: u64, reason: Reason) {
+        let err = parse_list(input.as_bytes()).unwrap_err();
+        assert_eq!(err, ParseError { line, reason }, "input {input:?}");
+    }
+
+    #[test]
+    fn accepts_the_format_variants() {
+        let expected = KeySet {
+            cpr: vec![101901234, 2512851234],
+            cvr: vec![13585628],
+        };
+        for input in [
+            "nummer\n0101901234\n13585628\n2512851234\n",
+            "nummer\r\n0101901234\r\n13585628\r\n2512851234",
+            "\u{feff}NUMMER\n0101901234\n13585628\n2512851234\n\n\n",
+            "type;nummer\nCPR;0101901234\ncvr;13585628\nCpr;2512851234\n",
+            "navn,nummer,type\nA,0101901234,CPR\nB,13585628,CVR\nC,2512851234,CPR\n",
+            "navn;nummer\n\"Jensen; A\";\"0101901234\"\n\"B\";13585628\n\"C\";2512851234\n",
+            "nummer\n0101901234\n\n13585628\n  2512851234 \n",
+        ] {
+            assert_eq!(ok(input).keys, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn header_only_is_an_empty_list() {
+        assert_eq!(ok("nummer\n"), ParsedList::default());
+        assert_eq!(ok("type;nummer"), ParsedList::default());
+    }
+
+    #[test]
+    fn duplicates_collapse_and_are_counted() {
+        let list = ok("nummer\n0101901234\n0101901234\n13585628\n13585628\n0101901234\n");
+        assert_eq!(list.n_rows, 5);
+        assert_eq!(list.n_duplicates, 3);
+        assert_eq!(list.keys.len(), 2);
+    }
+
+    #[test]
+    fn same_number_as_cpr_and_cvr_are_two_keys() {
+        // 13585628 as CVR; no 10-digit collision possible, but the kinds are
+        // kept apart by the explicit column too.
+        let list = ok("type;nummer\nCVR;13585628\nCPR;0101901234\n");
+        assert_eq!(list.keys.cpr, vec![101901234]);
+        assert_eq!(list.keys.cvr, vec![13585628]);
+    }
+
+    #[test]
+    fn rejects_bad_rows_with_line_numbers() {
+        check_err(
+            "nummer\n0101901234\n3002001234\n",
+            3,
+            Reason::Key(KeyError::ImpossibleDate),
+        );
+        check_err(
+            "nummer\n0101901234\n13585627\n",
+            3,
+            Reason::Key(KeyError::BadCheckDigit),
+        );
+        check_err(
+            "nummer\n012345678\n",
+            2,
+            Reason::Key(KeyError::UnknownLength { found: 9 }),
+        );
+        check_err(
+            "nummer\n01019x1234\n",
+            2,
+            Reason::Key(KeyError::NotDigits { kind: KeyKind::Cpr }),
+        );
+        check_err(
+            "type;nummer\nCVR;0101901234\n",
+            2,
+            Reason::TypeMismatch {
+                declared: KeyKind::Cvr,
+                found: 10,
+            },
+        );
+        check_err("type;nummer\nXYZ;0101901234\n", 2, Reason::BadType);
+        check_err(
+            "type;nummer\nCPR\n",
+            2,
+            Reason::FieldCount {
+                found: 1,
+                expected: 2,
+            },
+        );
+        check_err("type;nummer\nCPR;\n", 2, Reason::MissingNummer);
+        check_err("navn;type\nA;CPR\n", 1, Reason::MissingNummerColumn);
+        check_err(
+            "nummer;Nummer\n1;2\n",
+            1,
+            Reason::DuplicateColumn("nummer".into()),
+        );
+        check_err("", 1, Reason::NoHeader);
+        check_err("\u{feff}\n\n", 1, Reason::NoHeader);
+        check_err(
+            "navn;nummer\n\"A\";\"3002001234\"\n",
+            2,
+            Reason::Key(KeyError::ImpossibleDate),
+        );
+    }
+
+    #[test]
+    fn line_numbers_are_right_across_chunks() {
+        let mut text = String::from("nummer\n");
+        for _ in 0..300_000 {
+            text.push_str("0101901234\n");
+        }
+        text.push_str("3002001234\n");
+        let err = parse_list(text.as_bytes()).unwrap_err();
+        assert_eq!(err.line, 300_002);
+    }
+
+    #[test]
+    fn error_messages_never_contain_the_key() {
+        let err = parse_list(b"nummer\n3002001234\n").unwrap_err().to_string();
+        assert!(!err.contains("300200"), "{err}");
+    }
+}
