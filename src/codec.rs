@@ -9,7 +9,9 @@
 //!   DD-1` (37,200 values) and the last digit becomes a *slot* relative to
 //!   the modulus-11 check digit of the first nine, so that every CPR that
 //!   passes modulus 11 (all numbers issued before 2007) lands in slot 0.
-//!   `t = slot * 37_200_000 + rank * 1000 + S1S2S3`. Nothing is required of
+//!   The first serial digit S1, which follows the century of birth, is
+//!   rotated so that the digits in use come first (`S1'`), and
+//!   `t = slot * 37_200_000 + S1' * 3_720_000 + rank * 100 + S2S3`. Nothing is required of
 //!   the keys: numbers that fail modulus 11 land in the other slots.
 //! - CVR: every valid CVR is fixed by its first seven digits, `t = cvr / 10`.
 //!
@@ -44,7 +46,8 @@ pub fn to_dense(kind: KeyKind, key: u32) -> u32 {
                 None => last,
             };
             let rank = (year * 12 + month - 1) * 31 + day - 1;
-            slot * SLOT_SPAN + rank * 1000 + serial
+            let first = (serial / 100 + 10 - century_base(year)) % 10;
+            slot * SLOT_SPAN + first * (DATE_RANKS * 100) + rank * 100 + serial % 100
         }
     }
 }
@@ -67,9 +70,10 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
                 return Err(CorruptPayload("CPR out of range"));
             }
             let rest = t % SLOT_SPAN;
-            let rank = rest / 1000;
-            let serial = rest % 1000;
+            let first = rest / (DATE_RANKS * 100);
+            let rank = (rest / 100) % DATE_RANKS;
             let (day, month, year) = (rank % 31 + 1, (rank / 31) % 12 + 1, rank / 372);
+            let serial = (first + century_base(year)) % 10 * 100 + rest % 100;
             let prefix = ((day * 100 + month) * 100 + year) * 1000 + serial;
             let last = match cpr_check_digit(prefix) {
                 Some(c) => (slot + c) % 10,
@@ -78,6 +82,14 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
             keys::check_cpr(prefix * 10 + last).map_err(|_| CorruptPayload("CPR with impossible date"))
         }
     }
+}
+
+/// The first serial digit most numbers with this birth year (`YY`) have:
+/// 4 for `YY` <= 36 (born 2000-2036 use 4-9), 0 otherwise (born 1900-1999
+/// use 0-3). Rotating the digit by it packs the used serials together.
+#[inline]
+fn century_base(year: u32) -> u32 {
+    if year <= 36 { 4 } else { 0 }
 }
 
 /// The modulus-11 check digit of a CPR's first nine digits, if one exists.

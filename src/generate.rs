@@ -211,7 +211,41 @@ fn authority_days(
     Ok(counts)
 }
 
+/// A list of `n` unique realistic keys as CSV bytes, and the same list after
+/// one day of `churn`: for benchmarks and tests that want data in memory.
+pub fn list_pair(n: usize, churn: f64, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut present = ahash::AHashSet::with_capacity(n * 2);
+    let mut list = Vec::with_capacity(n + n / 10);
+    while list.len() < n {
+        let key = random_key(&mut rng, 0.05);
+        if present.insert(key) {
+            list.push(key);
+        }
+    }
+    let day1 = list_bytes(&list);
+    let changes = (n as f64 * churn).round() as usize;
+    for _ in 0..changes.min(list.len()) {
+        let i = rng.random_range(0..list.len());
+        present.remove(&list.swap_remove(i));
+    }
+    let mut added = 0;
+    while added < changes {
+        let key = random_key(&mut rng, 0.05);
+        if present.insert(key) {
+            list.push(key);
+            added += 1;
+        }
+    }
+    (day1, list_bytes(&list))
+}
+
 fn write_list(path: &Path, list: &[Tagged]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(&list_bytes(list))
+}
+
+fn list_bytes(list: &[Tagged]) -> Vec<u8> {
     let mut out = Vec::with_capacity(list.len() * 11 + 8);
     out.extend_from_slice(b"nummer\n");
     let mut buf = [0u8; 10];
@@ -220,8 +254,7 @@ fn write_list(path: &Path, list: &[Tagged]) -> std::io::Result<()> {
         out.extend_from_slice(keys::format_into(kind, key as u32, &mut buf));
         out.push(b'\n');
     }
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(&out)
+    out
 }
 
 #[cfg(test)]

@@ -93,6 +93,43 @@ fn digits_value(bytes: &[u8], kind: KeyKind) -> Result<u32, KeyError> {
     u32::try_from(value).map_err(|_| KeyError::ImpossibleDate)
 }
 
+/// Parses 8 ASCII digits at once (SWAR), `None` if any byte is not a digit.
+#[inline]
+pub fn parse_digits8(bytes: [u8; 8]) -> Option<u32> {
+    let chunk = u64::from_le_bytes(bytes);
+    let all_digits = (chunk & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030
+        && (chunk.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0)
+            == 0x3030_3030_3030_3030;
+    if !all_digits {
+        return None;
+    }
+    let mut v = chunk - 0x3030_3030_3030_3030;
+    v = (v * 10) + (v >> 8);
+    v = ((v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32))
+        + ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(v as u32)
+}
+
+/// The common case of [`parse_cpr`], fast: `None` means "take the slow path"
+/// (which gives the reason), never that the key is valid.
+#[inline]
+pub fn parse_cpr_fast(bytes: &[u8; 10]) -> Option<u32> {
+    let high = parse_digits8(bytes[..8].try_into().ok()?)?;
+    let (a, b) = (bytes[8].wrapping_sub(b'0'), bytes[9].wrapping_sub(b'0'));
+    if a > 9 || b > 9 {
+        return None;
+    }
+    let value = u64::from(high) * 100 + u64::from(a) * 10 + u64::from(b);
+    check_cpr(u32::try_from(value).ok()?).ok()
+}
+
+/// The common case of [`parse_cvr`], fast; `None` means "take the slow path".
+#[inline]
+pub fn parse_cvr_fast(bytes: &[u8; 8]) -> Option<u32> {
+    check_cvr(parse_digits8(*bytes)?).ok()
+}
+
 /// Checks that a CPR value has a real day and month.
 #[inline]
 pub fn check_cpr(value: u32) -> Result<u32, KeyError> {
@@ -242,6 +279,41 @@ mod tests {
     }
 
     #[test]
+    fn radix_sort_sorts() {
+        let mut x: u32 = 12345;
+        let mut v: Vec<u32> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            })
+            .collect();
+        v.extend([0, u32::MAX, 7, 7]);
+        let mut expected = v.clone();
+        expected.sort_unstable();
+        radix_sort(&mut v);
+        assert_eq!(v, expected);
+        let mut same = vec![9u32; 1000];
+        radix_sort(&mut same);
+        assert_eq!(same, vec![9u32; 1000]);
+    }
+
+    #[test]
+    fn fast_paths_agree_with_slow_paths() {
+        for input in ["0101901234", "3112999999", "3002001234", "01019O1234", "0101901/34", "9999999999"] {
+            let bytes: &[u8; 10] = input.as_bytes().try_into().unwrap();
+            assert_eq!(parse_cpr_fast(bytes), parse_cpr(bytes).ok(), "{input}");
+        }
+        for input in ["13585628", "24256790", "13585627", "1358562:", "00000000"] {
+            let bytes: &[u8; 8] = input.as_bytes().try_into().unwrap();
+            assert_eq!(parse_cvr_fast(bytes), parse_cvr(bytes).ok(), "{input}");
+        }
+        assert_eq!(parse_digits8(*b"01234567"), Some(1234567));
+        assert_eq!(parse_digits8(*b"99999999"), Some(99999999));
+    }
+
+    #[test]
     fn formats_with_leading_zeros() {
         assert_eq!(format(KeyKind::Cpr, 101901234), "0101901234");
         assert_eq!(format(KeyKind::Cvr, 1234567), "01234567");
@@ -299,14 +371,48 @@ impl KeySet {
     }
 }
 
+/// Sorts `u32`s with a three-pass LSD radix sort (11-bit digits); passes in
+/// which every value has the same digit are skipped.
+pub fn radix_sort(v: &mut Vec<u32>) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    let n = v.len();
+    if n < 512 {
+        v.sort_unstable();
+        return;
+    }
+    let mut hist = vec![[0usize; BUCKETS]; 3];
+    for &x in v.iter() {
+        hist[0][(x & 0x7FF) as usize] += 1;
+        hist[1][((x >> 11) & 0x7FF) as usize] += 1;
+        hist[2][(x >> 22) as usize] += 1;
+    }
+    let mut src = std::mem::take(v);
+    let mut dst = vec![0u32; n];
+    for (pass, counts) in hist.iter().enumerate() {
+        if counts.iter().any(|&c| c == n) {
+            continue;
+        }
+        let mut offsets = [0usize; BUCKETS];
+        let mut sum = 0;
+        for (o, &c) in offsets.iter_mut().zip(counts.iter()) {
+            *o = sum;
+            sum += c;
+        }
+        let shift = pass as u32 * BITS;
+        for &x in &src {
+            let d = ((x >> shift) & 0x7FF) as usize;
+            dst[offsets[d]] = x;
+            offsets[d] += 1;
+        }
+        std::mem::swap(&mut src, &mut dst);
+    }
+    *v = src;
+}
+
 /// Sorts and de-duplicates in place, returning how many duplicates were removed.
 pub fn sort_dedup(v: &mut Vec<u32>) -> u64 {
-    use rayon::slice::ParallelSliceMut;
-    if v.len() > 1 << 16 {
-        v.par_sort_unstable();
-    } else {
-        v.sort_unstable();
-    }
+    radix_sort(v);
     let before = v.len();
     v.dedup();
     (before - v.len()) as u64

@@ -293,6 +293,24 @@ fn parse_chunk(
     let mut pos = start;
     let key_only = layout.n_columns == 1;
     while pos < end {
+        if key_only {
+            // Fastest path: a bare 10- or 8-digit key and LF; anything else
+            // (CRLF, spaces, errors, the last line) takes the general path.
+            let rest = &data[pos..end];
+            if rest.len() > 10 && rest[10] == b'\n' {
+                if let Some(v) = keys::parse_cpr_fast(rest[..10].try_into().expect("10 bytes")) {
+                    out.push((KeyKind::Cpr, v));
+                    pos += 11;
+                    continue;
+                }
+            } else if rest.len() > 8 && rest[8] == b'\n' {
+                if let Some(v) = keys::parse_cvr_fast(rest[..8].try_into().expect("8 bytes")) {
+                    out.push((KeyKind::Cvr, v));
+                    pos += 9;
+                    continue;
+                }
+            }
+        }
         let line_end = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |p| pos + p);
         let line = &data[pos..line_end];
         if key_only {
