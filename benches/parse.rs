@@ -5,7 +5,10 @@ use nemsms_diff::{generate, parse};
 
 fn bench(c: &mut Criterion) {
     let (list, _) = generate::list_pair(740_000, 0.0, 1);
-    let expected = parse::parse_list(&list).expect("generated list parses").keys.len();
+    let expected = parse::parse_list(&list)
+        .expect("generated list parses")
+        .keys
+        .len();
     assert_eq!(expected, 740_000);
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Bytes(list.len() as u64));

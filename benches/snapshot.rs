@@ -19,7 +19,10 @@ fn bench(c: &mut Criterion) {
     let bytes = snapshot::encode(&snap);
     let per_key = bytes.len() as f64 / snap.keys.len() as f64;
     eprintln!("snapshot: {} bytes, {per_key:.3} bytes/key", bytes.len());
-    assert!(per_key < 1.2, "740k realistic keys fit in under 1.2 bytes/key");
+    assert!(
+        per_key < 1.2,
+        "740k realistic keys fit in under 1.2 bytes/key"
+    );
     let mut group = c.benchmark_group("snapshot");
     group.throughput(Throughput::Elements(snap.keys.len() as u64));
     group.bench_function("encode 740k keys", |b| {

@@ -200,7 +200,8 @@ pub fn mtime(path: &Path) -> anyhow::Result<i64> {
 }
 
 fn snapshot_inspect(a: &InspectArgs) -> anyhow::Result<u8> {
-    let bytes = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     let s = snapshot::summarize(&bytes).with_context(|| a.file.display().to_string())?;
     let mut out = io::stdout().lock();
     if a.json {
@@ -213,13 +214,21 @@ fn snapshot_inspect(a: &InspectArgs) -> anyhow::Result<u8> {
         writeln!(out, "taken at:      {}", s.taken_at)?;
         writeln!(out, "CPR keys:      {}", s.n_cpr)?;
         writeln!(out, "CVR keys:      {}", s.n_cvr)?;
-        writeln!(out, "source rows:   {} ({} duplicates)", s.n_rows, s.n_duplicates)?;
+        writeln!(
+            out,
+            "source rows:   {} ({} duplicates)",
+            s.n_rows, s.n_duplicates
+        )?;
         writeln!(out, "size:          {} bytes", s.file_bytes)?;
         writeln!(out, "bytes per key: {:.3}", s.bytes_per_key)?;
         writeln!(out, "checksum:      {}", s.checksum)?;
     }
     out.flush()?;
-    Ok(if s.checksum == "ok" { exit::OK } else { exit::FAILURE })
+    Ok(if s.checksum == "ok" {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn snapshot_export(a: &ExportArgs) -> anyhow::Result<u8> {
@@ -244,8 +253,10 @@ pub fn load_keys(path: &Path) -> anyhow::Result<KeySet> {
     let mut head = [0u8; 8];
     let n = {
         use std::io::Read;
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.read(&mut head)
+            .with_context(|| format!("cannot read {}", path.display()))?
     };
     if snapshot::is_snapshot(&head[..n]) {
         Ok(snapshot::read(path)?.keys)
@@ -264,7 +275,9 @@ fn diff_command(a: &DiffArgs) -> anyhow::Result<u8> {
         }
         (false, false) => {
             if a.out.is_some() {
-                bail!(UsageError("--out is for diffing two directories; a single diff prints to stdout".into()));
+                bail!(UsageError(
+                    "--out is for diffing two directories; a single diff prints to stdout".into()
+                ));
             }
             let (old, new) = rayon::join(|| load_keys(&a.old), || load_keys(&a.new));
             let (old, new) = (old?, new?);
@@ -295,7 +308,10 @@ pub fn write_changes(out: &mut impl Write, changes: &Changes, format: Format) ->
     let mut buf = [0u8; 10];
     for kind in KeyKind::ALL {
         let c = changes.of(kind);
-        let (mut up, mut off) = (c.signed_up.iter().peekable(), c.signed_off.iter().peekable());
+        let (mut up, mut off) = (
+            c.signed_up.iter().peekable(),
+            c.signed_off.iter().peekable(),
+        );
         loop {
             let (event, key) = match (up.peek(), off.peek()) {
                 (Some(&&u), Some(&&o)) if u < o => ("tilmeldt", *up.next().expect("peeked")),
@@ -314,7 +330,10 @@ pub fn write_changes(out: &mut impl Write, changes: &Changes, format: Format) ->
                     out.write_all(b"\n")?;
                 }
                 Format::Jsonl => {
-                    write!(out, "{{\"haendelse\":\"{event}\",\"type\":\"{kind}\",\"nummer\":\"")?;
+                    write!(
+                        out,
+                        "{{\"haendelse\":\"{event}\",\"type\":\"{kind}\",\"nummer\":\""
+                    )?;
                     out.write_all(digits)?;
                     out.write_all(b"\"}\n")?;
                 }
@@ -332,7 +351,9 @@ struct PairResult {
 
 fn list_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with('.') && entry.file_type()?.is_file() {
@@ -356,17 +377,34 @@ fn diff_dirs(old: &Path, new: &Path, out: &Path, format: Format) -> anyhow::Resu
         })
         .collect();
     let mut stdout = BufWriter::new(io::stdout().lock());
-    writeln!(stdout, "{:<24} {:>10} {:>10} {:>10} {:>10}  status", "file", "before", "after", "tilmeldt", "afmeldt")?;
+    writeln!(
+        stdout,
+        "{:<24} {:>10} {:>10} {:>10} {:>10}  status",
+        "file", "before", "after", "tilmeldt", "afmeldt"
+    )?;
     let (mut failed, mut totals) = (0, (0, 0, 0, 0));
     for r in &results {
         match &r.outcome {
             Ok((before, after, up, off)) => {
-                writeln!(stdout, "{:<24} {before:>10} {after:>10} {up:>10} {off:>10}  ok", r.name)?;
-                totals = (totals.0 + before, totals.1 + after, totals.2 + up, totals.3 + off);
+                writeln!(
+                    stdout,
+                    "{:<24} {before:>10} {after:>10} {up:>10} {off:>10}  ok",
+                    r.name
+                )?;
+                totals = (
+                    totals.0 + before,
+                    totals.1 + after,
+                    totals.2 + up,
+                    totals.3 + off,
+                );
             }
             Err(e) => {
                 failed += 1;
-                writeln!(stdout, "{:<24} {:>10} {:>10} {:>10} {:>10}  error", r.name, "-", "-", "-", "-")?;
+                writeln!(
+                    stdout,
+                    "{:<24} {:>10} {:>10} {:>10} {:>10}  error",
+                    r.name, "-", "-", "-", "-"
+                )?;
                 eprintln!("error: {}: {e:#}", r.name);
             }
         }
@@ -374,16 +412,30 @@ fn diff_dirs(old: &Path, new: &Path, out: &Path, format: Format) -> anyhow::Resu
     writeln!(
         stdout,
         "{:<24} {:>10} {:>10} {:>10} {:>10}  {} ok, {} failed",
-        "total", totals.0, totals.1, totals.2, totals.3, results.len() - failed, failed
+        "total",
+        totals.0,
+        totals.1,
+        totals.2,
+        totals.3,
+        results.len() - failed,
+        failed
     )?;
     stdout.flush()?;
     Ok(if failed == 0 { exit::OK } else { exit::PARTIAL })
 }
 
-fn diff_pair(old: &Path, new: &Path, out: &Path, format: Format) -> anyhow::Result<(usize, usize, usize, usize)> {
+fn diff_pair(
+    old: &Path,
+    new: &Path,
+    out: &Path,
+    format: Format,
+) -> anyhow::Result<(usize, usize, usize, usize)> {
     for (side, path) in [("old", old), ("new", new)] {
         if !path.is_file() {
-            bail!("present only on one side: no {side} file {}", path.display());
+            bail!(
+                "present only on one side: no {side} file {}",
+                path.display()
+            );
         }
     }
     let (o, n) = rayon::join(|| load_keys(old), || load_keys(new));
@@ -391,8 +443,14 @@ fn diff_pair(old: &Path, new: &Path, out: &Path, format: Format) -> anyhow::Resu
     let changes = diff::diff(&o, &n);
     let mut bytes = Vec::with_capacity(32 * (changes.n_signed_up() + changes.n_signed_off()) + 32);
     write_changes(&mut bytes, &changes, format)?;
-    fsutil::write_replace(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-    Ok((o.len(), n.len(), changes.n_signed_up(), changes.n_signed_off()))
+    fsutil::write_replace(out, &bytes)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok((
+        o.len(),
+        n.len(),
+        changes.n_signed_up(),
+        changes.n_signed_off(),
+    ))
 }
 
 fn generate_command(a: &GenerateArgs) -> anyhow::Result<u8> {

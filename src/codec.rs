@@ -61,7 +61,8 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
             if prefix >= 10_000_000 {
                 return Err(CorruptPayload("CVR out of range"));
             }
-            let c = keys::cvr_check_digit(prefix).ok_or(CorruptPayload("CVR has no check digit"))?;
+            let c =
+                keys::cvr_check_digit(prefix).ok_or(CorruptPayload("CVR has no check digit"))?;
             Ok(prefix * 10 + c)
         }
         KeyKind::Cpr => {
@@ -79,7 +80,8 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
                 Some(c) => (slot + c) % 10,
                 None => slot,
             };
-            keys::check_cpr(prefix * 10 + last).map_err(|_| CorruptPayload("CPR with impossible date"))
+            keys::check_cpr(prefix * 10 + last)
+                .map_err(|_| CorruptPayload("CPR with impossible date"))
         }
     }
 }
@@ -109,7 +111,7 @@ fn cpr_check_digit(prefix: u32) -> Option<u32> {
 /// Encodes sorted, unique keys of one kind.
 pub fn encode(kind: KeyKind, sorted_keys: &[u32]) -> Vec<u8> {
     let mut dense: Vec<u32> = sorted_keys.iter().map(|&k| to_dense(kind, k)).collect();
-    dense.sort_unstable();
+    keys::radix_sort(&mut dense);
     let mut writer = BitWriter::with_capacity(sorted_keys.len() * 2);
     let mut gaps = Vec::with_capacity(BLOCK);
     let mut prev: i64 = -1;
@@ -141,12 +143,18 @@ fn best_parameter(gaps: &[u32]) -> u32 {
         gaps.iter()
             .map(|&g| {
                 let q = g >> k;
-                if q < ESCAPE { u64::from(q + 1 + k) } else { u64::from(ESCAPE + 32) }
+                if q < ESCAPE {
+                    u64::from(q + 1 + k)
+                } else {
+                    u64::from(ESCAPE + 32)
+                }
             })
             .sum()
     };
     let mean = gaps.iter().map(|&g| u64::from(g)).sum::<u64>() / gaps.len().max(1) as u64;
-    let guess = (64 - (mean * 7 / 10 + 1).leading_zeros()).saturating_sub(1).min(31);
+    let guess = (64 - (mean * 7 / 10 + 1).leading_zeros())
+        .saturating_sub(1)
+        .min(31);
     (guess.saturating_sub(1)..=(guess + 1).min(31))
         .min_by_key(|&k| cost(k))
         .unwrap_or(guess)
@@ -181,7 +189,7 @@ pub fn decode(kind: KeyKind, data: &[u8], n: usize) -> Result<Vec<u32>, CorruptP
     if reader.bytes_used() != data.len() {
         return Err(CorruptPayload("payload has trailing bytes"));
     }
-    out.sort_unstable();
+    keys::radix_sort(&mut out);
     Ok(out)
 }
 
@@ -301,7 +309,10 @@ mod tests {
         }
         for key in [13585628u32, 24256790, 10000009] {
             if keys::check_cvr(key).is_ok() {
-                assert_eq!(from_dense(KeyKind::Cvr, to_dense(KeyKind::Cvr, key)), Ok(key));
+                assert_eq!(
+                    from_dense(KeyKind::Cvr, to_dense(KeyKind::Cvr, key)),
+                    Ok(key)
+                );
             }
         }
     }
@@ -317,7 +328,10 @@ mod tests {
     fn roundtrips() {
         roundtrip(KeyKind::Cpr, &[]);
         roundtrip(KeyKind::Cpr, &[101901234]);
-        roundtrip(KeyKind::Cpr, &[101000000, 101901234, 2512851234, 3112999999]);
+        roundtrip(
+            KeyKind::Cpr,
+            &[101000000, 101901234, 2512851234, 3112999999],
+        );
         roundtrip(KeyKind::Cvr, &[13585628, 24256790]);
         let mut many: Vec<u32> = (0..10_000u32).map(|i| 101000000 + i * 7).collect();
         many.push(3112999999);
@@ -329,7 +343,10 @@ mod tests {
         let keys: Vec<u32> = (0..1000u32).map(|i| 101000000 + i * 97).collect();
         let bytes = encode(KeyKind::Cpr, &keys);
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
-            assert!(decode(KeyKind::Cpr, &bytes[..cut], keys.len()).is_err(), "cut {cut}");
+            assert!(
+                decode(KeyKind::Cpr, &bytes[..cut], keys.len()).is_err(),
+                "cut {cut}"
+            );
         }
     }
 }

@@ -79,7 +79,10 @@ mod tests {
 
     fn check(old: &[u32], new: &[u32], up: &[u32], off: &[u32]) {
         let got = diff_sorted(old, new);
-        assert_eq!((got.signed_up.as_slice(), got.signed_off.as_slice()), (up, off));
+        assert_eq!(
+            (got.signed_up.as_slice(), got.signed_off.as_slice()),
+            (up, off)
+        );
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub fn generate(opts: &Options) -> anyhow::Result<Summary> {
         .collect();
     for date in &dates {
         let dir = opts.out.join(date.to_string());
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let per_authority: Vec<Vec<u64>> = authorities
         .par_iter()
@@ -129,7 +130,7 @@ fn random_cvr(rng: &mut ChaCha8Rng) -> u32 {
 }
 
 fn is_leap(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// A CPR number as issued: real date, century digit, modulus 11 before 2007.
@@ -250,7 +251,11 @@ fn list_bytes(list: &[Tagged]) -> Vec<u8> {
     out.extend_from_slice(b"nummer\n");
     let mut buf = [0u8; 10];
     for &key in list {
-        let kind = if key >> 32 == 1 { KeyKind::Cvr } else { KeyKind::Cpr };
+        let kind = if key >> 32 == 1 {
+            KeyKind::Cvr
+        } else {
+            KeyKind::Cpr
+        };
         out.extend_from_slice(keys::format_into(kind, key as u32, &mut buf));
         out.push(b'\n');
     }
@@ -274,8 +279,12 @@ mod tests {
             }
             let digits = keys::format(KeyKind::Cpr, cpr);
             let w = [4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
-            let sum: u32 = digits.bytes().zip(w).map(|(b, w)| u32::from(b - b'0') * w).sum();
-            mod11 += u32::from(sum % 11 == 0);
+            let sum: u32 = digits
+                .bytes()
+                .zip(w)
+                .map(|(b, w)| u32::from(b - b'0') * w)
+                .sum();
+            mod11 += u32::from(sum.is_multiple_of(11));
             keys::check_cvr(random_cvr(&mut rng)).unwrap();
         }
         assert!(mod11 > 8000, "most CPRs pass modulus 11: {mod11}");

@@ -301,7 +301,14 @@ mod tests {
 
     #[test]
     fn fast_paths_agree_with_slow_paths() {
-        for input in ["0101901234", "3112999999", "3002001234", "01019O1234", "0101901/34", "9999999999"] {
+        for input in [
+            "0101901234",
+            "3112999999",
+            "3002001234",
+            "01019O1234",
+            "0101901/34",
+            "9999999999",
+        ] {
             let bytes: &[u8; 10] = input.as_bytes().try_into().unwrap();
             assert_eq!(parse_cpr_fast(bytes), parse_cpr(bytes).ok(), "{input}");
         }
@@ -390,7 +397,7 @@ pub fn radix_sort(v: &mut Vec<u32>) {
     let mut src = std::mem::take(v);
     let mut dst = vec![0u32; n];
     for (pass, counts) in hist.iter().enumerate() {
-        if counts.iter().any(|&c| c == n) {
+        if counts.contains(&n) {
             continue;
         }
         let mut offsets = [0usize; BUCKETS];

@@ -223,10 +223,8 @@ pub fn parse_list(data: &[u8]) -> Result<ParsedList, ParseError> {
         return parse_quoted(data);
     }
     let header_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
-    let layout = Layout::from_header(trim(&data[..header_end])).map_err(|reason| ParseError {
-        line: 1,
-        reason,
-    })?;
+    let layout = Layout::from_header(trim(&data[..header_end]))
+        .map_err(|reason| ParseError { line: 1, reason })?;
     let body = (header_end + 1).min(data.len());
     let chunks = split_chunks(data, body);
     let parsed: Vec<Result<Chunk, (usize, Reason)>> = chunks
@@ -303,12 +301,13 @@ fn parse_chunk(
                     pos += 11;
                     continue;
                 }
-            } else if rest.len() > 8 && rest[8] == b'\n' {
-                if let Some(v) = keys::parse_cvr_fast(rest[..8].try_into().expect("8 bytes")) {
-                    out.push((KeyKind::Cvr, v));
-                    pos += 9;
-                    continue;
-                }
+            } else if rest.len() > 8
+                && rest[8] == b'\n'
+                && let Some(v) = keys::parse_cvr_fast(rest[..8].try_into().expect("8 bytes"))
+            {
+                out.push((KeyKind::Cvr, v));
+                pos += 9;
+                continue;
             }
         }
         let line_end = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |p| pos + p);
@@ -355,10 +354,12 @@ fn parse_quoted(data: &[u8]) -> Result<ParsedList, ParseError> {
     let mut cvr = Vec::new();
     let mut n_rows = 0;
     loop {
-        let more = reader.read_byte_record(&mut record).map_err(|e| ParseError {
-            line: e.position().map_or(0, |p| p.line()),
-            reason: Reason::Csv(csv_reason(&e)),
-        })?;
+        let more = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| ParseError {
+                line: e.position().map_or(0, |p| p.line()),
+                reason: Reason::Csv(csv_reason(&e)),
+            })?;
         if !more {
             break;
         }
@@ -391,7 +392,9 @@ fn parse_quoted(data: &[u8]) -> Result<ParsedList, ParseError> {
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("the row has {len} fields, expected {expected_len}")
         }
         _ => "unreadable record".into(),

@@ -150,8 +150,8 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let payload_sum = xxhash_rust::xxh3::xxh3_64(&cpr)
-        ^ xxhash_rust::xxh3::xxh3_64(&cvr).rotate_left(1);
+    let payload_sum =
+        xxhash_rust::xxh3::xxh3_64(&cpr) ^ xxhash_rust::xxh3::xxh3_64(&cvr).rotate_left(1);
     out.extend_from_slice(&payload_sum.to_le_bytes());
     let header_sum = xxhash_rust::xxh3::xxh3_64(&out);
     out.extend_from_slice(&header_sum.to_le_bytes());
@@ -268,7 +268,10 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary, SnapshotError> {
     let n_keys = h.n_cpr + h.n_cvr;
     let taken_at = OffsetDateTime::from_unix_timestamp(h.meta.taken_at)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "invalid".into());
     Ok(Summary {
         authority: crate::keys::format(KeyKind::Cvr, h.meta.authority),
