@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# National benchmark: the 98-authority, 6M-key directory diff from CSV,
+# timed side by side with `sort` + `comm` (LC_ALL=C) doing the same job, and
+# checked to give the same changes. Prints medians of several runs and the ratio.
+#
+#   scripts/bench-national.sh            # 98 authorities, 6M keys, 5 runs
+#   scripts/bench-national.sh --smoke    # small data, 1 run: CI keeps it working
+#   KEYS=1000000 RUNS=3 scripts/bench-national.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-6000000}
+AUTHORITIES=${AUTHORITIES:-98}
+RUNS=${RUNS:-5}
+CHURN=${CHURN:-0.001}
+if [[ "${1:-}" == "--smoke" ]]; then KEYS=60000; AUTHORITIES=10; RUNS=1; fi
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release --quiet
+BIN=$PWD/target/release/nemsms-diff
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+echo "generating $AUTHORITIES authorities, $KEYS keys, churn $CHURN ..."
+"$BIN" generate --out "$WORK/data" --authorities "$AUTHORITIES" --keys "$KEYS" --days 2 --churn "$CHURN" --seed 42 2>/dev/null
+D1=$WORK/data/2026-01-01 D2=$WORK/data/2026-01-02
+# Warm the page cache for both tools alike.
+cat "$D1"/* "$D2"/* >/dev/null
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# time_cmd LABEL CMD...: wall seconds and peak RSS (KB) per run into $WORK/LABEL.times
+time_cmd() {
+    local label=$1; shift
+    : >"$WORK/$label.times"
+    for _ in $(seq "$RUNS"); do
+        /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" >/dev/null
+        cat "$WORK/time.out" >>"$WORK/$label.times"
+    done
+}
+
+time_cmd ours "$BIN" diff "$D1" "$D2" --out "$WORK/ours"
+
+sort_comm() {
+    mkdir -p "$WORK/comm"
+    ls "$D1" | LC_ALL=C xargs -P 2 -I{} bash -c \
+        'LC_ALL=C comm -3 <(tail -n +2 "$0/{}" | LC_ALL=C sort) <(tail -n +2 "$1/{}" | LC_ALL=C sort) > "$2/{}"' \
+        "$D1" "$D2" "$WORK/comm"
+}
+export -f sort_comm
+export D1 D2 WORK
+time_cmd sortcomm bash -c sort_comm
+
+# Same job, same answer: every change found by both, and nothing else.
+ours_changes=$(cat "$WORK"/ours/* | grep -v '^haendelse' | awk -F';' '{print ($1=="tilmeldt"?"+":"-") $3}' | LC_ALL=C sort | md5sum)
+comm_changes=$(cat "$WORK"/comm/* | awk -F'\t' '{print ($1==""?"+" $2:"-" $1)}' | LC_ALL=C sort | md5sum)
+n_changes=$(cat "$WORK"/ours/* | grep -vc '^haendelse' || true)
+if [[ "$ours_changes" != "$comm_changes" ]]; then
+    echo "FAIL: nemsms-diff and sort+comm found different changes" >&2
+    exit 1
+fi
+[[ "$n_changes" -gt 0 ]] || { echo "FAIL: no changes found" >&2; exit 1; }
+
+ours_s=$(cut -d' ' -f1 "$WORK/ours.times" | median)
+ours_kb=$(cut -d' ' -f2 "$WORK/ours.times" | median)
+comm_s=$(cut -d' ' -f1 "$WORK/sortcomm.times" | median)
+awk -v o="$ours_s" -v kb="$ours_kb" -v c="$comm_s" -v n="$n_changes" -v runs="$RUNS" -v keys="$KEYS" -v a="$AUTHORITIES" 'BEGIN {
+    ratio = (o > 0 ? c / o : 0)
+    printf "directory diff, %d authorities, %d keys, %d changes (median of %d runs)\n", a, keys, n, runs
+    printf "  nemsms-diff:     %.2f s wall, peak RSS %.0f MB\n", o, kb / 1024
+    printf "  sort + comm:     %.2f s wall\n", c
+    if (o == 0) printf "  ratio:           n/a (nemsms-diff took under 10 ms)\n"
+    else printf "  ratio:           %.1fx faster\n", ratio
+    printf "  targets (6M):    <= 1 s %s, >= 10x %s, < 300 MB %s\n", (o <= 1 ? "met" : "MISSED"), (ratio >= 10 ? "met" : "MISSED"), (kb < 300*1024 ? "met" : "MISSED")
+}'

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): formatting, lints, unit and
+# integration tests, each benchmark once with its assertions, and a smoke run
+# of the national benchmark script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+echo "== cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test 2>&1 | tee "$log"
+echo "== benches, once each (criterion --test)"
+cargo bench --quiet -- --test
+echo "== national benchmark, smoke"
+scripts/bench-national.sh --smoke
+# One closing line with the totals of every test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all checks passed; tests: %d passed, %d failed\n", p, f }' "$log"
