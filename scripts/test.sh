@@ -19,4 +19,4 @@ echo "== national benchmark, smoke"
 scripts/bench-national.sh --smoke
 # One closing line with the totals of every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "all checks passed; tests: %d passed, %d failed\n", p, f }' "$log"
+     END { printf "== all checks passed\ntests: %d passed, %d failed\n", p, f }' "$log"
