@@ -61,15 +61,33 @@ if [[ "$ours_changes" != "$comm_changes" ]]; then
 fi
 [[ "$n_changes" -gt 0 ]] || { echo "FAIL: no changes found" >&2; exit 1; }
 
+# Snapshot size: every day-1 list as its own snapshot, and all keys as one list.
+mkdir -p "$WORK/snaps"
+for f in "$D1"/*.csv; do
+    cvr=$(basename "$f" .csv)
+    "$BIN" snapshot build "$f" --authority "$cvr" --date 2026-01-01 -o "$WORK/snaps/$cvr.snap" 2>/dev/null
+done
+snap_bytes=$(cat "$WORK"/snaps/*.snap | wc -c)
+{ echo nummer; for f in "$D1"/*.csv; do tail -n +2 "$f"; done; } >"$WORK/all.csv"
+"$BIN" snapshot build "$WORK/all.csv" --authority "$cvr" --date 2026-01-01 -o "$WORK/all.snap" 2>/dev/null
+all_keys=$("$BIN" snapshot inspect "$WORK/all.snap" --json | sed 's/.*"n_cpr":\([0-9]*\),"n_cvr":\([0-9]*\).*/\1 \2/' | awk '{print $1+$2}')
+all_bytes=$(wc -c <"$WORK/all.snap")
+# The snapshots hold the same keys as the lists: export and compare one.
+cmp <("$BIN" snapshot export "$WORK/snaps/$cvr.snap" | tail -n +2 | cut -d';' -f2 | LC_ALL=C sort) \
+    <(tail -n +2 "$D1/$cvr.csv" | LC_ALL=C sort) || { echo "FAIL: snapshot export differs from its list" >&2; exit 1; }
+
 ours_s=$(cut -d' ' -f1 "$WORK/ours.times" | median)
 ours_kb=$(cut -d' ' -f2 "$WORK/ours.times" | median)
 comm_s=$(cut -d' ' -f1 "$WORK/sortcomm.times" | median)
-awk -v o="$ours_s" -v kb="$ours_kb" -v c="$comm_s" -v n="$n_changes" -v runs="$RUNS" -v keys="$KEYS" -v a="$AUTHORITIES" 'BEGIN {
+awk -v o="$ours_s" -v kb="$ours_kb" -v c="$comm_s" -v n="$n_changes" -v runs="$RUNS" -v keys="$KEYS" -v a="$AUTHORITIES" \
+    -v sb="$snap_bytes" -v ab="$all_bytes" -v ak="$all_keys" 'BEGIN {
     ratio = (o > 0 ? c / o : 0)
     printf "directory diff, %d authorities, %d keys, %d changes (median of %d runs)\n", a, keys, n, runs
     printf "  nemsms-diff:     %.2f s wall, peak RSS %.0f MB\n", o, kb / 1024
     printf "  sort + comm:     %.2f s wall\n", c
     if (o == 0) printf "  ratio:           n/a (nemsms-diff took under 10 ms)\n"
     else printf "  ratio:           %.1fx faster\n", ratio
+    printf "  snapshots:       %.3f bytes/key over the %d authority snapshots (%d bytes)\n", sb / keys, a, sb
+    printf "                   %.3f bytes/key for all keys as one list (%d unique keys, %d bytes)\n", ab / ak, ak, ab
     printf "  targets (6M):    <= 1 s %s, >= 10x %s, < 300 MB %s\n", (o <= 1 ? "met" : "MISSED"), (ratio >= 10 ? "met" : "MISSED"), (kb < 300*1024 ? "met" : "MISSED")
 }'
