@@ -22,6 +22,15 @@ use crate::{exit, fsutil, generate, parse, snapshot};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: `text` for people, `json` for schedulers.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +43,76 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write realistic synthetic lists: DIR/<date>/<authority>.csv.
     Generate(GenerateArgs),
+    /// The nightly job: for every authority, snapshot today's list, diff it
+    /// against the current snapshot and write the events to the outbox.
+    Run(RunArgs),
+    /// Run every date of a range in order per authority (resumable).
+    Backfill(BackfillArgs),
+    /// Look inside the outbox.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CommonRunArgs {
+    /// The configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Only these authorities (CVR; repeatable). Default: all configured.
+    #[arg(long = "authority", value_parser = parse_cvr_arg)]
+    pub authorities: Vec<u32>,
+    /// Release a quarantined authority for this run (CVR; repeatable).
+    #[arg(long = "accept-mass-change", value_parser = parse_cvr_arg)]
+    pub accept_mass_change: Vec<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// The list date, YYYY-MM-DD. Default: today in Denmark.
+    #[arg(long, value_parser = parse_date)]
+    pub date: Option<Date>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// First date, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date)]
+    pub from: Date,
+    /// Last date, YYYY-MM-DD (inclusive).
+    #[arg(long, value_parser = parse_date)]
+    pub to: Date,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Every batch: date, authority, events, published or not.
+    List {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the envelopes of one batch.
+    Show {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The authority's CVR.
+        #[arg(long, value_parser = parse_cvr_arg)]
+        authority: u32,
+        /// The list date.
+        #[arg(long, value_parser = parse_date)]
+        date: Date,
+        /// Print at most this many envelopes.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,7 +236,181 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Snapshot(SnapshotCommand::Export(a)) => snapshot_export(&a),
         Command::Diff(a) => diff_command(&a),
         Command::Generate(a) => generate_command(&a),
+        Command::Run(a) => {
+            let date = a.date.unwrap_or_else(today_in_denmark);
+            run_command(&a.common, vec![date], "run")
+        }
+        Command::Backfill(a) => {
+            if a.from > a.to {
+                bail!(UsageError("--from must not be after --to".into()));
+            }
+            let mut dates = Vec::new();
+            let mut d = a.from;
+            while d <= a.to {
+                dates.push(d);
+                d = d.next_day().expect("dates within range");
+            }
+            run_command(&a.common, dates, "backfill")
+        }
+        Command::Outbox(OutboxCommand::List { config, json }) => outbox_list(&config, json),
+        Command::Outbox(OutboxCommand::Show {
+            config,
+            authority,
+            date,
+            limit,
+        }) => outbox_show(&config, authority, date, limit),
     }
+}
+
+/// Today's date in Denmark (Europe/Copenhagen), falling back to UTC.
+pub fn today_in_denmark() -> Date {
+    let zoned = jiff::ZonedDateTime::now();
+    let local = zoned.in_tz("Europe/Copenhagen").unwrap_or(zoned);
+    let month = time::Month::try_from(local.month() as u8).expect("valid month");
+    Date::from_calendar_date(i32::from(local.year()), month, local.day() as u8).expect("valid date")
+}
+
+/// Loads the config; its errors are usage errors (exit 2).
+fn load_config(path: &Path) -> anyhow::Result<crate::config::Config> {
+    crate::config::Config::load(path).map_err(|e| UsageError(format!("{e:#}")).into())
+}
+
+fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyhow::Result<u8> {
+    let cfg = load_config(&a.config)?;
+    let req = crate::run::Request {
+        dates,
+        authorities: a.authorities.clone(),
+        accept_mass_change: a.accept_mass_change.iter().copied().collect(),
+        progress: kind == "backfill",
+        kind,
+    };
+    let report = crate::run::execute(&cfg, &req)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(
+        out,
+        "{:<9} {:<20} {:<10} {:>9} {:>9} {:>9}  status",
+        "authority", "name", "date", "keys", "tilmeldt", "afmeldt"
+    )?;
+    for o in &report.outcomes {
+        let keys = o.keys.map_or("-".to_owned(), |k| k.to_string());
+        let name: String = o.name.chars().take(20).collect();
+        write!(
+            out,
+            "{:<9} {:<20} {:<10} {:>9} {:>9} {:>9}  {}",
+            o.authority,
+            name,
+            o.date,
+            keys,
+            o.signed_up,
+            o.signed_off,
+            serde_json::to_value(o.status)?.as_str().unwrap_or("?")
+        )?;
+        match &o.message {
+            Some(m) if o.status.is_problem() => writeln!(out, ": {m}")?,
+            _ => writeln!(out)?,
+        }
+    }
+    writeln!(
+        out,
+        "{} authority-days, {} tilmeldt, {} afmeldt, {} need an operator; report {}",
+        report.outcomes.len(),
+        report.signed_up,
+        report.signed_off,
+        report.n_problems,
+        report
+            .report_path
+            .as_deref()
+            .map_or("-".into(), |p| p.display().to_string())
+    )?;
+    out.flush()?;
+    Ok(if report.n_problems == 0 {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(config)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if !json {
+        writeln!(
+            out,
+            "{:<10} {:<9} {:>9} {:>9} {:>9} {:>11}  published",
+            "date", "authority", "events", "tilmeldt", "afmeldt", "bytes"
+        )?;
+    }
+    let mut failed = false;
+    for path in crate::outbox::list(&cfg.state_dir)? {
+        let h = match crate::outbox::read_header(&path) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let cursor =
+            crate::outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
+        let published = if h.n_events == 0 || cursor >= h.n_events {
+            "yes".to_owned()
+        } else if cursor == 0 {
+            "no".to_owned()
+        } else {
+            format!("{cursor} of {}", h.n_events)
+        };
+        if json {
+            let mut v = serde_json::to_value(h)?;
+            v["published_events"] = cursor.into();
+            v["authority"] = keys::format(KeyKind::Cvr, h.authority).into();
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(
+                out,
+                "{:<10} {:<9} {:>9} {:>9} {:>9} {:>11}  {published}",
+                h.date.to_string(),
+                keys::format(KeyKind::Cvr, h.authority),
+                h.n_events,
+                h.n_signed_up,
+                h.n_signed_off,
+                h.payload_bytes + 72
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if failed { exit::FAILURE } else { exit::OK })
+}
+
+fn outbox_show(
+    config: &Path,
+    authority: u32,
+    date: Date,
+    limit: Option<u64>,
+) -> anyhow::Result<u8> {
+    let cfg = load_config(config)?;
+    let path = crate::outbox::batch_path(&cfg.state_dir, authority, date);
+    if !path.exists() {
+        bail!(
+            "no batch for authority {} on {date} ({} does not exist)",
+            keys::format(KeyKind::Cvr, authority),
+            path.display()
+        );
+    }
+    let (header, envelopes) = crate::outbox::open(&path)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    for env in envelopes.take(limit.unwrap_or(u64::MAX) as usize) {
+        out.write_all(&env?)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{}: {} events ({} tilmeldt, {} afmeldt)",
+        path.display(),
+        header.n_events,
+        header.n_signed_up,
+        header.n_signed_off
+    );
+    Ok(exit::OK)
 }
 
 fn snapshot_build(a: &BuildArgs) -> anyhow::Result<u8> {
@@ -306,37 +559,25 @@ pub fn write_changes(out: &mut impl Write, changes: &Changes, format: Format) ->
         out.write_all(b"haendelse;type;nummer\n")?;
     }
     let mut buf = [0u8; 10];
-    for kind in KeyKind::ALL {
-        let c = changes.of(kind);
-        let (mut up, mut off) = (
-            c.signed_up.iter().peekable(),
-            c.signed_off.iter().peekable(),
-        );
-        loop {
-            let (event, key) = match (up.peek(), off.peek()) {
-                (Some(&&u), Some(&&o)) if u < o => ("tilmeldt", *up.next().expect("peeked")),
-                (_, Some(_)) => ("afmeldt", *off.next().expect("peeked")),
-                (Some(_), None) => ("tilmeldt", *up.next().expect("peeked")),
-                (None, None) => break,
-            };
-            let digits = keys::format_into(kind, key, &mut buf);
-            match format {
-                Format::Csv => {
-                    out.write_all(event.as_bytes())?;
-                    out.write_all(b";")?;
-                    out.write_all(kind.as_str().as_bytes())?;
-                    out.write_all(b";")?;
-                    out.write_all(digits)?;
-                    out.write_all(b"\n")?;
-                }
-                Format::Jsonl => {
-                    write!(
-                        out,
-                        "{{\"haendelse\":\"{event}\",\"type\":\"{kind}\",\"nummer\":\""
-                    )?;
-                    out.write_all(digits)?;
-                    out.write_all(b"\"}\n")?;
-                }
+    for (kind, key, change) in changes.events() {
+        let event = change.as_str();
+        let digits = keys::format_into(kind, key, &mut buf);
+        match format {
+            Format::Csv => {
+                out.write_all(event.as_bytes())?;
+                out.write_all(b";")?;
+                out.write_all(kind.as_str().as_bytes())?;
+                out.write_all(b";")?;
+                out.write_all(digits)?;
+                out.write_all(b"\n")?;
+            }
+            Format::Jsonl => {
+                write!(
+                    out,
+                    "{{\"haendelse\":\"{event}\",\"type\":\"{kind}\",\"nummer\":\""
+                )?;
+                out.write_all(digits)?;
+                out.write_all(b"\"}\n")?;
             }
         }
     }

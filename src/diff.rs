@@ -42,6 +42,56 @@ impl Changes {
     }
 }
 
+/// A sign-up or a sign-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Change {
+    /// In today's list only.
+    SignedUp,
+    /// In yesterday's list only.
+    SignedOff,
+}
+
+impl Change {
+    /// The Danish word used in lists, payloads and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Change::SignedUp => "tilmeldt",
+            Change::SignedOff => "afmeldt",
+        }
+    }
+}
+
+impl Changes {
+    /// Every change in output order: CPR before CVR, then by key.
+    pub fn events(&self) -> impl Iterator<Item = (KeyKind, u32, Change)> + '_ {
+        KeyKind::ALL.into_iter().flat_map(move |kind| {
+            let c = self.of(kind);
+            let mut up = c.signed_up.iter().copied().peekable();
+            let mut off = c.signed_off.iter().copied().peekable();
+            std::iter::from_fn(move || match (up.peek(), off.peek()) {
+                (Some(&u), Some(&o)) if u < o => up.next().map(|k| (kind, k, Change::SignedUp)),
+                (_, Some(_)) => off.next().map(|k| (kind, k, Change::SignedOff)),
+                (Some(_), None) => up.next().map(|k| (kind, k, Change::SignedUp)),
+                (None, None) => None,
+            })
+        })
+    }
+
+    /// Every key of `today` as a sign-up (a first run that emits everything).
+    pub fn all_signed_up(today: &KeySet) -> Changes {
+        Changes {
+            cpr: KindChanges {
+                signed_up: today.cpr.clone(),
+                signed_off: Vec::new(),
+            },
+            cvr: KindChanges {
+                signed_up: today.cvr.clone(),
+                signed_off: Vec::new(),
+            },
+        }
+    }
+}
+
 /// Diffs yesterday's list against today's.
 pub fn diff(yesterday: &KeySet, today: &KeySet) -> Changes {
     Changes {
@@ -82,6 +132,31 @@ mod tests {
         assert_eq!(
             (got.signed_up.as_slice(), got.signed_off.as_slice()),
             (up, off)
+        );
+    }
+
+    #[test]
+    fn events_are_in_output_order() {
+        let old = KeySet {
+            cpr: vec![1, 3, 5],
+            cvr: vec![13585628],
+        };
+        let new = KeySet {
+            cpr: vec![2, 3, 6],
+            cvr: vec![],
+        };
+        let got: Vec<_> = diff(&old, &new).events().collect();
+        use Change::*;
+        use KeyKind::*;
+        assert_eq!(
+            got,
+            vec![
+                (Cpr, 1, SignedOff),
+                (Cpr, 2, SignedUp),
+                (Cpr, 5, SignedOff),
+                (Cpr, 6, SignedUp),
+                (Cvr, 13585628, SignedOff)
+            ]
         );
     }
 

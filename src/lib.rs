@@ -7,11 +7,17 @@
 
 pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod crash;
 pub mod diff;
+pub mod envelope;
 pub mod fsutil;
 pub mod generate;
+pub mod guard;
 pub mod keys;
+pub mod outbox;
 pub mod parse;
+pub mod run;
 pub mod snapshot;
 
 /// Process exit codes (README, "Exit codes").

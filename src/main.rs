@@ -8,6 +8,7 @@ use nemsms_diff::{cli, exit};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    init_logging(cli.log_format);
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
@@ -19,6 +20,20 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::FAILURE)
             }
         }
+    }
+}
+
+/// Logs go to stderr: `RUST_LOG` filters (default `info`).
+fn init_logging(format: cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        cli::LogFormat::Json => builder.json().init(),
+        cli::LogFormat::Text => builder.init(),
     }
 }
 

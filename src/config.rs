@@ -1,0 +1,350 @@
+//! The TOML configuration, validated once into [`Config`].
+//!
+//! Unknown keys are errors; every error names the file and the key.
+//! `fixtures/config.example.toml` is the commented reference.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::keys;
+
+/// ObjektType "Person" from KOMBIT's sample (not authoritative: configurable).
+pub const OBJEKTTYPE_PERSON: &str = "ce7fcf97-a8a2-447a-8690-d38aa0f6e23c";
+/// Sikkerhedsklassificering "Fortrolige personoplysninger" from KOMBIT's sample.
+pub const FORTROLIGE_PERSONOPLYSNINGER: &str = "44f4108b-26d4-46de-a90f-35e35b55b8d8";
+
+/// What the first run for an authority (no previous snapshot) emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstRun {
+    /// Store the snapshot, emit nothing (default).
+    Baseline,
+    /// Emit every key as signed up.
+    EmitAll,
+}
+
+/// How the Register delivers an authority's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListMode {
+    /// The full list every time.
+    Full,
+    /// A change list since the last read (OIOREST only).
+    Delta,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: PathBuf,
+    source: String,
+    #[serde(default = "default_first_run")]
+    first_run: FirstRun,
+    envelope: RawEnvelope,
+    #[serde(default)]
+    guard: RawGuard,
+    #[serde(rename = "authority", default)]
+    authorities: Vec<RawAuthority>,
+}
+
+fn default_first_run() -> FirstRun {
+    FirstRun::Baseline
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope {
+    beskedtype: Uuid,
+    beskedansvarlig_aktoer: Uuid,
+    kildesystem: Option<Uuid>,
+    #[serde(default = "default_person")]
+    objekttype_person: Uuid,
+    objekttype_virksomhed: Uuid,
+    handling_tilmeldt: Uuid,
+    handling_afmeldt: Uuid,
+    #[serde(default = "default_sikkerhed")]
+    sikkerhedsklassificering: Uuid,
+}
+
+fn default_person() -> Uuid {
+    Uuid::parse_str(OBJEKTTYPE_PERSON).expect("constant UUID")
+}
+
+fn default_sikkerhed() -> Uuid {
+    Uuid::parse_str(FORTROLIGE_PERSONOPLYSNINGER).expect("constant UUID")
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    max_size_change: Option<f64>,
+    max_changed_share: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    cvr: String,
+    name: String,
+    register_sysid: String,
+    #[serde(default = "default_mode")]
+    list_mode: ListMode,
+}
+
+fn default_mode() -> ListMode {
+    ListMode::Full
+}
+
+/// Envelope settings: the UUIDs every `Haendelsesbesked` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeConfig {
+    /// Beskedtype "NemSMS tilmelding".
+    pub beskedtype: Uuid,
+    /// Our IT system, as BeskedAnsvarligAktoer.
+    pub beskedansvarlig_aktoer: Uuid,
+    /// Kildesystem (defaults to BeskedAnsvarligAktoer).
+    pub kildesystem: Uuid,
+    /// ObjektType of a citizen (CPR).
+    pub objekttype_person: Uuid,
+    /// ObjektType of a company (CVR).
+    pub objekttype_virksomhed: Uuid,
+    /// ObjektHandling of a sign-up.
+    pub handling_tilmeldt: Uuid,
+    /// ObjektHandling of a sign-off.
+    pub handling_afmeldt: Uuid,
+    /// Sikkerhedsklassificering.
+    pub sikkerhedsklassificering: Uuid,
+}
+
+/// Plausibility limits checked before anything is emitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardConfig {
+    /// Largest allowed change in list size, as a share of yesterday's size.
+    pub max_size_change: f64,
+    /// Largest allowed number of changes, as a share of yesterday's size.
+    pub max_changed_share: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            max_size_change: 0.05,
+            max_changed_share: 0.5,
+        }
+    }
+}
+
+/// One authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// CVR number.
+    pub cvr: u32,
+    /// Display name.
+    pub name: String,
+    /// The Register SysID (used for lists).
+    pub register_sysid: String,
+    /// Full or change lists.
+    pub list_mode: ListMode,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file came from.
+    pub path: PathBuf,
+    /// State directory (absolute or relative to the config file).
+    pub state_dir: PathBuf,
+    /// List source template with `{date}` and `{authority}`.
+    pub source: String,
+    /// What a first run emits.
+    pub first_run: FirstRun,
+    /// Envelope settings.
+    pub envelope: EnvelopeConfig,
+    /// Guard thresholds.
+    pub guard: GuardConfig,
+    /// The authorities, in file order.
+    pub authorities: Vec<Authority>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names the file in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fail =
+            |key: &str, msg: String| anyhow::anyhow!("{}: key `{key}`: {msg}", path.display());
+        if !raw.source.contains("{authority}") {
+            return Err(fail(
+                "source",
+                "must contain the placeholder {authority}".into(),
+            ));
+        }
+        if !raw.source.starts_with("file://") {
+            return Err(fail(
+                "source",
+                "only file:// sources are supported by this build (OIOREST comes with the register client)".into(),
+            ));
+        }
+        let mut guard = GuardConfig::default();
+        for (key, value, slot) in [
+            (
+                "guard.max_size_change",
+                raw.guard.max_size_change,
+                &mut guard.max_size_change,
+            ),
+            (
+                "guard.max_changed_share",
+                raw.guard.max_changed_share,
+                &mut guard.max_changed_share,
+            ),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(fail(key, "must be a share >= 0 (0.05 = 5 %)".into()));
+                }
+                *slot = v;
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut authorities = Vec::with_capacity(raw.authorities.len());
+        for (i, a) in raw.authorities.into_iter().enumerate() {
+            let key = format!("authority[{i}].cvr");
+            let cvr = keys::parse_cvr_str(&a.cvr)
+                .map_err(|e| fail(&key, format!("not a valid CVR number: {e}")))?;
+            if !seen.insert(cvr) {
+                return Err(fail(
+                    &key,
+                    format!("authority {} is configured twice", a.cvr.trim()),
+                ));
+            }
+            if a.list_mode == ListMode::Delta {
+                return Err(fail(
+                    &format!("authority[{i}].list_mode"),
+                    "delta lists need an OIOREST source; file lists are always full lists".into(),
+                ));
+            }
+            authorities.push(Authority {
+                cvr,
+                name: a.name,
+                register_sysid: a.register_sysid,
+                list_mode: a.list_mode,
+            });
+        }
+        if authorities.is_empty() {
+            bail!("{}: no [[authority]] is configured", path.display());
+        }
+        let e = raw.envelope;
+        Ok(Config {
+            path: path.to_owned(),
+            state_dir: base.join(raw.state_dir),
+            source: raw.source,
+            first_run: raw.first_run,
+            envelope: EnvelopeConfig {
+                beskedtype: e.beskedtype,
+                beskedansvarlig_aktoer: e.beskedansvarlig_aktoer,
+                kildesystem: e.kildesystem.unwrap_or(e.beskedansvarlig_aktoer),
+                objekttype_person: e.objekttype_person,
+                objekttype_virksomhed: e.objekttype_virksomhed,
+                handling_tilmeldt: e.handling_tilmeldt,
+                handling_afmeldt: e.handling_afmeldt,
+                sikkerhedsklassificering: e.sikkerhedsklassificering,
+            },
+            guard,
+            authorities,
+        })
+    }
+
+    /// The local file of an authority's list on a date (file:// sources).
+    pub fn source_path(&self, authority: u32, date: time::Date) -> PathBuf {
+        let url = self
+            .source
+            .replace("{date}", &date.to_string())
+            .replace("{authority}", &keys::format(keys::KeyKind::Cvr, authority));
+        let path = PathBuf::from(url.trim_start_matches("file://"));
+        if path.is_absolute() {
+            path
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(path)
+        }
+    }
+
+    /// Looks up a configured authority.
+    pub fn authority(&self, cvr: u32) -> Option<&Authority> {
+        self.authorities.iter().find(|a| a.cvr == cvr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+state_dir = "state"
+source = "file://lists/{date}/{authority}.csv"
+[envelope]
+beskedtype = "11111111-1111-4111-8111-111111111111"
+beskedansvarlig_aktoer = "22222222-2222-4222-8222-222222222222"
+objekttype_virksomhed = "33333333-3333-4333-8333-333333333333"
+handling_tilmeldt = "44444444-4444-4444-8444-444444444444"
+handling_afmeldt = "55555555-5555-4555-8555-555555555555"
+[[authority]]
+cvr = "29189846"
+name = "Aarhus"
+register_sysid = "1234"
+"#;
+
+    fn err(text: &str) -> String {
+        format!(
+            "{:#}",
+            Config::parse(text, Path::new("/etc/nemsms.toml")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/nemsms/config.toml")).unwrap();
+        assert_eq!(c.state_dir, Path::new("/etc/nemsms/state"));
+        assert_eq!(c.authorities[0].cvr, 29189846);
+        assert_eq!(c.guard, GuardConfig::default());
+        assert_eq!(c.envelope.kildesystem, c.envelope.beskedansvarlig_aktoer);
+        let p = c.source_path(29189846, time::macros::date!(2026 - 01 - 02));
+        assert_eq!(p, Path::new("/etc/nemsms/lists/2026-01-02/29189846.csv"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let e = err(&GOOD.replace("name = \"Aarhus\"", "name = \"Aarhus\"\ncolour = \"blue\""));
+        assert!(
+            e.contains("/etc/nemsms.toml") && e.contains("colour"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("29189846", "29189847"));
+        assert!(
+            e.contains("authority[0].cvr") && e.contains("modulus-11"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("\"11111111-1111-4111-8111-111111111111\"", "\"nope\""));
+        assert!(e.contains("beskedtype"), "{e}");
+        let e = err(&GOOD.replace("{authority}", "x"));
+        assert!(e.contains("key `source`"), "{e}");
+        let e = err(&format!("{GOOD}\n[guard]\nmax_size_change = -1\n"));
+        assert!(e.contains("guard.max_size_change"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[[authority]]\ncvr = \"29189846\"\nname = \"x\"\nregister_sysid = \"1\"\n"
+        ));
+        assert!(e.contains("configured twice"), "{e}");
+    }
+}

@@ -1,0 +1,391 @@
+//! One `Haendelsesbesked` per change, valid against KOMBIT's `Beskedkuvert.xsd`.
+//!
+//! Pure: configuration, context and event in, bytes out. For speed the
+//! envelope of each (key kind, change) is written once per batch with
+//! quick-xml, with markers where the per-event values go; each event then
+//! fills in its `BeskedId` and number. Every filled-in value is digits or a
+//! UUID, so no escaping is ever needed there.
+//!
+//! `BeskedId` is a UUID v5 over (authority CVR, list date, key kind, key,
+//! change): the same event always gets the same id, across reruns and
+//! backfills. The business payload in `Beskeddata` uses the project's own
+//! namespace [`DATA_NS`] (README, "Events").
+
+use quick_xml::Writer;
+use quick_xml::events::BytesText;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::config::EnvelopeConfig;
+pub use crate::diff::Change;
+use crate::keys::{self, KeyKind};
+
+/// Namespace of the envelope.
+pub const KUVERT_NS: &str = "urn:oio:besked:kuvert:1.0";
+/// Namespace of `UUIDIdentifikator`, `URNIdentifikator`, `TidsstempelDatoTid`.
+pub const SAGDOK_NS: &str = "urn:oio:sagdok:3.0.0";
+/// Namespace of the project's business payload in `Beskeddata`.
+pub const DATA_NS: &str = "urn:nemsms-diff:haendelse:1.0";
+/// UUID v5 namespace of `BeskedId`s (a fixed random UUID of this project).
+pub const BESKED_ID_NS: Uuid = Uuid::from_u128(0x6f1c_2f4e_8a51_4c1e_9b0d_27e3_5a9c_1d42);
+
+/// One change to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub kind: KeyKind,
+    pub key: u32,
+    pub change: Change,
+}
+
+/// What every envelope of one batch shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchContext {
+    /// The authority's CVR.
+    pub authority: u32,
+    /// The list date.
+    pub date: Date,
+    /// When today's list was taken (Unix seconds), from the snapshot.
+    pub taken_at: i64,
+}
+
+/// The deterministic `BeskedId` of an event.
+pub fn besked_id(authority: u32, date: Date, event: &Event) -> Uuid {
+    let mut buf = [0u8; 10];
+    let name = format!(
+        "{}|{}|{}|{}|{}",
+        keys::format(KeyKind::Cvr, authority),
+        date,
+        event.kind,
+        String::from_utf8_lossy(keys::format_into(event.kind, event.key, &mut buf)),
+        event.change.as_str()
+    );
+    Uuid::new_v5(&BESKED_ID_NS, name.as_bytes())
+}
+
+const ID_MARK: &str = "@@BESKEDID@@";
+const KEY_MARK: &str = "@@NUMMER@@";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Id,
+    Key,
+}
+
+#[derive(Debug, Clone)]
+struct Template {
+    segments: Vec<Vec<u8>>,
+    slots: Vec<Slot>,
+}
+
+/// Renders the envelopes of one batch.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    ctx: BatchContext,
+    templates: [[Template; 2]; 2],
+}
+
+fn kind_index(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::Cpr => 0,
+        KeyKind::Cvr => 1,
+    }
+}
+
+fn change_index(change: Change) -> usize {
+    match change {
+        Change::SignedUp => 0,
+        Change::SignedOff => 1,
+    }
+}
+
+impl Renderer {
+    /// Prepares the templates of one batch.
+    pub fn new(cfg: &EnvelopeConfig, ctx: BatchContext) -> Renderer {
+        let t = |kind, change| template(cfg, &ctx, kind, change);
+        Renderer {
+            ctx,
+            templates: [
+                [
+                    t(KeyKind::Cpr, Change::SignedUp),
+                    t(KeyKind::Cpr, Change::SignedOff),
+                ],
+                [
+                    t(KeyKind::Cvr, Change::SignedUp),
+                    t(KeyKind::Cvr, Change::SignedOff),
+                ],
+            ],
+        }
+    }
+
+    /// Appends the envelope of `event` to `out`.
+    pub fn render(&self, event: &Event, out: &mut Vec<u8>) {
+        let t = &self.templates[kind_index(event.kind)][change_index(event.change)];
+        let id = besked_id(self.ctx.authority, self.ctx.date, event);
+        let mut id_buf = Uuid::encode_buffer();
+        let id = id.hyphenated().encode_lower(&mut id_buf).as_bytes();
+        let mut key_buf = [0u8; 10];
+        let key = keys::format_into(event.kind, event.key, &mut key_buf);
+        out.extend_from_slice(&t.segments[0]);
+        for (slot, segment) in t.slots.iter().zip(&t.segments[1..]) {
+            out.extend_from_slice(match slot {
+                Slot::Id => id,
+                Slot::Key => key,
+            });
+            out.extend_from_slice(segment);
+        }
+    }
+
+    /// The envelope of `event` as a string.
+    pub fn render_string(&self, event: &Event) -> String {
+        let mut out = Vec::with_capacity(2048);
+        self.render(event, &mut out);
+        String::from_utf8(out).expect("envelopes are UTF-8")
+    }
+}
+
+fn template(cfg: &EnvelopeConfig, ctx: &BatchContext, kind: KeyKind, change: Change) -> Template {
+    let xml = write_envelope(cfg, ctx, kind, change).expect("writing to a Vec cannot fail");
+    let text = String::from_utf8(xml).expect("quick-xml writes UTF-8");
+    let mut segments = Vec::new();
+    let mut slots = Vec::new();
+    let mut rest = text.as_str();
+    loop {
+        let next = [(ID_MARK, Slot::Id), (KEY_MARK, Slot::Key)]
+            .into_iter()
+            .filter_map(|(mark, slot)| rest.find(mark).map(|at| (at, mark, slot)))
+            .min_by_key(|&(at, _, _)| at);
+        let Some((at, mark, slot)) = next else {
+            segments.push(rest.as_bytes().to_vec());
+            break;
+        };
+        segments.push(rest[..at].as_bytes().to_vec());
+        slots.push(slot);
+        rest = &rest[at + mark.len()..];
+    }
+    Template { segments, slots }
+}
+
+fn timestamp(unix: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&fmt).expect("formattable timestamp")
+}
+
+fn write_envelope(
+    cfg: &EnvelopeConfig,
+    ctx: &BatchContext,
+    kind: KeyKind,
+    change: Change,
+) -> std::io::Result<Vec<u8>> {
+    let authority_urn = format!(
+        "urn:oio:cvr-nr:{}",
+        keys::format(KeyKind::Cvr, ctx.authority)
+    );
+    let object_urn = match kind {
+        KeyKind::Cpr => format!("urn:oio:cpr-nr:{KEY_MARK}"),
+        KeyKind::Cvr => format!("urn:oio:cvr-nr:{KEY_MARK}"),
+    };
+    let object_type = match kind {
+        KeyKind::Cpr => cfg.objekttype_person,
+        KeyKind::Cvr => cfg.objekttype_virksomhed,
+    };
+    let handling = match change {
+        Change::SignedUp => cfg.handling_tilmeldt,
+        Change::SignedOff => cfg.handling_afmeldt,
+    };
+    let registered = format!("{}T00:00:00", ctx.date);
+    let taken = timestamp(ctx.taken_at);
+
+    let mut w = Writer::new(Vec::with_capacity(2048));
+    w.write_event(quick_xml::events::Event::Decl(
+        quick_xml::events::BytesDecl::new("1.0", Some("UTF-8"), None),
+    ))?;
+    let uuid = |w: &mut Writer<Vec<u8>>, name: &str, id: &str| -> std::io::Result<()> {
+        w.create_element(name).write_inner_content(|w| {
+            w.create_element("sd:UUIDIdentifikator")
+                .write_text_content(BytesText::new(id))?;
+            Ok(())
+        })?;
+        Ok(())
+    };
+    let urn = |w: &mut Writer<Vec<u8>>, name: &str, id: &str| -> std::io::Result<()> {
+        w.create_element(name).write_inner_content(|w| {
+            w.create_element("sd:URNIdentifikator")
+                .write_text_content(BytesText::new(id))?;
+            Ok(())
+        })?;
+        Ok(())
+    };
+    let when = |w: &mut Writer<Vec<u8>>, name: &str, at: &str| -> std::io::Result<()> {
+        w.create_element(name).write_inner_content(|w| {
+            w.create_element("sd:TidsstempelDatoTid")
+                .write_text_content(BytesText::new(at))?;
+            Ok(())
+        })?;
+        Ok(())
+    };
+    let text = |w: &mut Writer<Vec<u8>>, name: &str, value: &str| -> std::io::Result<()> {
+        w.create_element(name)
+            .write_text_content(BytesText::new(value))?;
+        Ok(())
+    };
+    let s = |u: Uuid| u.hyphenated().to_string();
+
+    w.create_element("b:Haendelsesbesked")
+        .with_attribute(("xmlns:b", KUVERT_NS))
+        .with_attribute(("xmlns:sd", SAGDOK_NS))
+        .write_inner_content(|w| {
+            uuid(w, "b:BeskedId", ID_MARK)?;
+            text(w, "b:BeskedVersion", "1.0")?;
+            w.create_element("b:Beskedkuvert")
+                .write_inner_content(|w| {
+                    w.create_element("b:Filtreringsdata")
+                        .write_inner_content(|w| {
+                            uuid(w, "b:Beskedtype", &s(cfg.beskedtype))?;
+                            uuid(w, "b:BeskedAnsvarligAktoer", &s(cfg.beskedansvarlig_aktoer))?;
+                            urn(w, "b:TilladtModtager", &authority_urn)?;
+                            w.create_element("b:RelateretObjekt")
+                                .write_inner_content(|w| {
+                                    urn(w, "b:ObjektId", &object_urn)?;
+                                    uuid(w, "b:ObjektType", &s(object_type))
+                                })?;
+                            w.create_element("b:ObjektRegistrering")
+                                .write_inner_content(|w| {
+                                    when(w, "b:Registreringstidspunkt", &registered)?;
+                                    urn(w, "b:ObjektAnsvarligMyndighed", &authority_urn)?;
+                                    urn(w, "b:ObjektId", &object_urn)?;
+                                    uuid(w, "b:ObjektType", &s(object_type))?;
+                                    uuid(w, "b:ObjektHandling", &s(handling))
+                                })?;
+                            Ok(())
+                        })?;
+                    w.create_element("b:Leveranceinformation")
+                        .write_inner_content(|w| {
+                            when(w, "b:Dannelsestidspunkt", &taken)?;
+                            uuid(w, "b:TransaktionsId", ID_MARK)?;
+                            uuid(w, "b:Kildesystem", &s(cfg.kildesystem))?;
+                            uuid(
+                                w,
+                                "b:Sikkerhedsklassificering",
+                                &s(cfg.sikkerhedsklassificering),
+                            )
+                        })?;
+                    Ok(())
+                })?;
+            w.create_element("b:Beskeddata").write_inner_content(|w| {
+                w.create_element("h:NemSMSTilmeldingHaendelse")
+                    .with_attribute(("xmlns:h", DATA_NS))
+                    .write_inner_content(|w| {
+                        text(w, "h:Haendelse", change.as_str())?;
+                        text(w, "h:Type", kind.as_str())?;
+                        text(w, "h:Nummer", KEY_MARK)?;
+                        text(w, "h:Myndighed", &keys::format(KeyKind::Cvr, ctx.authority))?;
+                        text(w, "h:Listedato", &ctx.date.to_string())
+                    })?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+    Ok(w.into_inner())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn config() -> EnvelopeConfig {
+        let u = |s: &str| Uuid::parse_str(s).unwrap();
+        EnvelopeConfig {
+            beskedtype: u("11111111-1111-4111-8111-111111111111"),
+            beskedansvarlig_aktoer: u("22222222-2222-4222-8222-222222222222"),
+            kildesystem: u("22222222-2222-4222-8222-222222222222"),
+            objekttype_person: u(crate::config::OBJEKTTYPE_PERSON),
+            objekttype_virksomhed: u("33333333-3333-4333-8333-333333333333"),
+            handling_tilmeldt: u("44444444-4444-4444-8444-444444444444"),
+            handling_afmeldt: u("55555555-5555-4555-8555-555555555555"),
+            sikkerhedsklassificering: u(crate::config::FORTROLIGE_PERSONOPLYSNINGER),
+        }
+    }
+
+    fn ctx() -> BatchContext {
+        BatchContext {
+            authority: 29189846,
+            date: time::macros::date!(2026 - 01 - 02),
+            taken_at: 1_767_322_800,
+        }
+    }
+
+    #[test]
+    fn renders_the_fields() {
+        let r = Renderer::new(&config(), ctx());
+        let ev = Event {
+            kind: KeyKind::Cpr,
+            key: 101901234,
+            change: Change::SignedOff,
+        };
+        let xml = r.render_string(&ev);
+        let id = besked_id(29189846, ctx().date, &ev).to_string();
+        assert_eq!(
+            xml.matches(&id).count(),
+            2,
+            "BeskedId and TransaktionsId: {xml}"
+        );
+        assert_eq!(xml.matches("urn:oio:cpr-nr:0101901234").count(), 2);
+        assert!(xml.contains("<h:Nummer>0101901234</h:Nummer>"));
+        assert!(xml.contains("<h:Haendelse>afmeldt</h:Haendelse>"));
+        assert!(xml.contains("urn:oio:cvr-nr:29189846"));
+        assert!(
+            xml.contains("55555555-5555-4555-8555-555555555555"),
+            "afmeldt handling"
+        );
+        assert!(xml.contains("<sd:TidsstempelDatoTid>2026-01-02T00:00:00</sd:TidsstempelDatoTid>"));
+        assert!(
+            xml.contains("<sd:TidsstempelDatoTid>2026-01-02T03:00:00Z</sd:TidsstempelDatoTid>")
+        );
+        assert!(!xml.contains("@@"));
+    }
+
+    #[test]
+    fn besked_id_is_stable_and_distinct() {
+        let date = ctx().date;
+        let ev = |kind, key, change| Event { kind, key, change };
+        let a = besked_id(
+            29189846,
+            date,
+            &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
+        );
+        assert_eq!(
+            a,
+            besked_id(
+                29189846,
+                date,
+                &ev(KeyKind::Cpr, 101901234, Change::SignedUp)
+            )
+        );
+        assert_eq!(a.get_version_num(), 5);
+        for other in [
+            besked_id(
+                29189846,
+                date,
+                &ev(KeyKind::Cpr, 101901234, Change::SignedOff),
+            ),
+            besked_id(
+                29189846,
+                date.next_day().unwrap(),
+                &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
+            ),
+            besked_id(
+                13585628,
+                date,
+                &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
+            ),
+            besked_id(
+                29189846,
+                date,
+                &ev(KeyKind::Cvr, 101901234, Change::SignedUp),
+            ),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+}
