@@ -158,7 +158,7 @@ fn template(cfg: &EnvelopeConfig, ctx: &BatchContext, kind: KeyKind, change: Cha
             segments.push(rest.as_bytes().to_vec());
             break;
         };
-        segments.push(rest[..at].as_bytes().to_vec());
+        segments.push(rest.as_bytes()[..at].to_vec());
         slots.push(slot);
         rest = &rest[at + mark.len()..];
     }

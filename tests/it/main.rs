@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `nemsms-diff` binary in temp dirs.
 
 mod cli;
+mod run;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,460 @@
+//! The nightly run: commit protocol, outbox, guard, crash safety, reports.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{assert_code, run, stderr, stdout};
+
+const ENVELOPE: &str = r#"
+[envelope]
+beskedtype = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c"
+beskedansvarlig_aktoer = "2f7c9e41-8b3a-4d6f-9e0c-1a5b7d3f8e2a"
+objekttype_virksomhed = "6c1d8f3a-2b4e-4a7c-9d5f-0e8b3a1c7d4f"
+handling_tilmeldt = "b3e1f7a2-5c8d-4e9b-a0f6-2d4c8b1e7a3f"
+handling_afmeldt = "e8a4c2d6-1f3b-4c7e-9a5d-7b0f2e6c4a1d"
+"#;
+
+/// A generated data set with a config for all its authorities.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub authorities: Vec<String>,
+}
+
+impl Setup {
+    pub fn new(authorities: usize, keys: u64, days: u32, churn: f64) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            dir.path(),
+            &[
+                "generate",
+                "--out",
+                "lists",
+                "--authorities",
+                &authorities.to_string(),
+                "--keys",
+                &keys.to_string(),
+                "--days",
+                &days.to_string(),
+                "--churn",
+                &churn.to_string(),
+            ],
+        );
+        assert_code(&out, 0);
+        let mut names: Vec<String> = fs::read_dir(dir.path().join("lists/2026-01-01"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .into_string()
+                    .unwrap()
+                    .trim_end_matches(".csv")
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        let s = Setup {
+            dir,
+            authorities: names,
+        };
+        s.write_config("");
+        s
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// (Re)writes `config.toml`, with `extra` top-level settings.
+    pub fn write_config(&self, extra: &str) {
+        let mut text = format!(
+            "state_dir = \"state\"\nsource = \"file://lists/{{date}}/{{authority}}.csv\"\n{extra}\n{ENVELOPE}"
+        );
+        for (i, a) in self.authorities.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[authority]]\ncvr = \"{a}\"\nname = \"Kommune {i}\"\nregister_sysid = \"{i}\"\n"
+            ));
+        }
+        fs::write(self.path().join("config.toml"), text).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["run", "--config", "config.toml"];
+        all.extend_from_slice(args);
+        run(self.path(), &all)
+    }
+
+    pub fn list(&self, date: &str, authority: &str) -> PathBuf {
+        self.path()
+            .join("lists")
+            .join(date)
+            .join(format!("{authority}.csv"))
+    }
+}
+
+/// Every file under `dir` (relative path → bytes), reports and lock left out.
+pub fn state_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if rel.starts_with("reports") || rel == "lock" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn xsd() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.join("fixtures/schemas/beskedfordeler/xsd/Beskedkuvert.xsd")
+}
+
+#[test]
+fn nightly_run_writes_valid_envelopes_for_every_change() {
+    let s = Setup::new(3, 30_000, 2, 0.002);
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let out = s.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("committed"), "{}", stdout(&out));
+
+    let a = &s.authorities[0];
+    // The batch holds exactly the changes `diff` finds, in the same order.
+    let d = run(
+        s.path(),
+        &[
+            "diff",
+            s.list("2026-01-01", a).to_str().unwrap(),
+            s.list("2026-01-02", a).to_str().unwrap(),
+        ],
+    );
+    let expected: Vec<String> = stdout(&d).lines().skip(1).map(str::to_owned).collect();
+    assert!(!expected.is_empty());
+    let show = run(
+        s.path(),
+        &[
+            "outbox",
+            "show",
+            "--config",
+            "config.toml",
+            "--authority",
+            a,
+            "--date",
+            "2026-01-02",
+        ],
+    );
+    assert_code(&show, 0);
+    let envelopes: Vec<String> = stdout(&show).lines().map(str::to_owned).collect();
+    assert_eq!(envelopes.len(), expected.len());
+    for (env, row) in envelopes.iter().zip(&expected) {
+        let parts: Vec<&str> = row.split(';').collect();
+        assert!(
+            env.contains(&format!("<h:Haendelse>{}</h:Haendelse>", parts[0])),
+            "{env}"
+        );
+        assert!(env.contains(&format!("<h:Nummer>{}</h:Nummer>", parts[2])));
+        assert!(env.contains(&format!("urn:oio:cvr-nr:{a}")));
+    }
+    // Every envelope validates against KOMBIT's XSD.
+    let dir = s.path().join("xml");
+    fs::create_dir(&dir).unwrap();
+    let mut files = Vec::new();
+    for (i, env) in envelopes.iter().enumerate().step_by(7).take(40) {
+        let p = dir.join(format!("{i}.xml"));
+        fs::write(&p, env).unwrap();
+        files.push(p);
+    }
+    let lint = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(xsd())
+        .args(&files)
+        .output()
+        .expect("xmllint is installed (scripts/test.sh installs libxml2-utils)");
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&lint.stderr)
+            .matches("validates")
+            .count(),
+        files.len()
+    );
+
+    // The outbox lists every batch; the report is JSON with the outcomes.
+    let list = run(s.path(), &["outbox", "list", "--config", "config.toml"]);
+    assert_eq!(stdout(&list).lines().count(), 1 + 6);
+    let reports: Vec<PathBuf> = fs::read_dir(s.path().join("state/reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(reports.len(), 2);
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(reports.iter().max().unwrap()).unwrap()).unwrap();
+    assert_eq!(report["outcomes"].as_array().unwrap().len(), 3);
+
+    // State files are private.
+    use std::os::unix::fs::PermissionsExt;
+    for (rel, _) in state_files(&s.path().join("state")) {
+        let mode = fs::metadata(s.path().join("state").join(&rel))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{rel}");
+    }
+    // No CPR number in logs or the table.
+    let cpr_in_logs = stderr(&out)
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|w| w.len() == 10);
+    assert!(!cpr_in_logs, "{}", stderr(&out));
+}
+
+#[test]
+fn rerun_is_a_no_op_and_bad_lists_fail_alone() {
+    let s = Setup::new(3, 20_000, 2, 0.001);
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let bad = &s.authorities[1];
+    let text = fs::read_to_string(s.list("2026-01-02", bad)).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[5] = "3002991234";
+    fs::write(s.list("2026-01-02", bad), lines.join("\n")).unwrap();
+
+    let out = s.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 3);
+    let table = stdout(&out);
+    assert!(
+        table.contains(&format!("{bad}.csv: line 6: CPR has an impossible date")),
+        "{table}"
+    );
+    assert_eq!(table.matches("committed").count(), 2, "{table}");
+    let state = s.path().join("state");
+    assert!(
+        !state
+            .join(format!("outbox/2026-01-02/{bad}.batch"))
+            .exists()
+    );
+    assert!(
+        !state
+            .join(format!("snapshots/{bad}/2026-01-02.snap"))
+            .exists()
+    );
+    assert_eq!(
+        fs::read_to_string(state.join(format!("current/{bad}"))).unwrap(),
+        "2026-01-01\n"
+    );
+
+    let before = state_files(&state);
+    let again = s.run(&["--date", "2026-01-02"]);
+    assert_code(&again, 3);
+    assert_eq!(stdout(&again).matches("skipped").count(), 2);
+    assert_eq!(state_files(&state), before, "a rerun changes nothing");
+}
+
+#[test]
+fn guard_quarantines_a_truncated_list_until_accepted() {
+    let s = Setup::new(2, 20_000, 2, 0.001);
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let a = &s.authorities[0];
+    let text = fs::read_to_string(s.list("2026-01-02", a)).unwrap();
+    let half: Vec<&str> = text.lines().take(text.lines().count() / 2).collect();
+    fs::write(s.list("2026-01-02", a), half.join("\n")).unwrap();
+
+    let out = s.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 3);
+    let table = stdout(&out);
+    assert!(
+        table.contains("quarantined") && table.contains("list size changed"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("--accept-mass-change {a}")),
+        "{table}"
+    );
+    let state = s.path().join("state");
+    assert!(
+        !state.join(format!("outbox/2026-01-02/{a}.batch")).exists(),
+        "nothing emitted"
+    );
+    assert_eq!(
+        fs::read_to_string(state.join(format!("current/{a}"))).unwrap(),
+        "2026-01-01\n"
+    );
+
+    let out = s.run(&["--date", "2026-01-02", "--accept-mass-change", a]);
+    assert_code(&out, 0);
+    let list = stdout(&run(
+        s.path(),
+        &["outbox", "list", "--config", "config.toml", "--json"],
+    ));
+    let batch: serde_json::Value = list
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["authority"] == a.as_str() && v["date"] == "2026-01-02")
+        .unwrap();
+    assert!(batch["n_signed_off"].as_u64().unwrap() > 4000, "{batch}");
+
+    // An empty list after a non-empty one always trips.
+    let b = &s.authorities[1];
+    fs::write(s.list("2026-01-02", b), "nummer\n").unwrap();
+    fs::remove_file(state.join(format!("current/{b}"))).unwrap();
+    fs::write(state.join(format!("current/{b}")), "2026-01-01\n").unwrap();
+    fs::remove_file(state.join(format!("outbox/2026-01-02/{b}.batch"))).unwrap();
+    let out = s.run(&["--date", "2026-01-02", "--authority", b]);
+    assert_code(&out, 3);
+    assert!(
+        stdout(&out).contains("today's list is empty"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn first_run_can_emit_everything() {
+    let s = Setup::new(1, 1_000, 1, 0.0);
+    s.write_config("first_run = \"emit-all\"");
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let show = run(
+        s.path(),
+        &[
+            "outbox",
+            "show",
+            "--config",
+            "config.toml",
+            "--authority",
+            &s.authorities[0],
+            "--date",
+            "2026-01-01",
+        ],
+    );
+    assert_eq!(stdout(&show).lines().count(), 1_000);
+    assert!(
+        stdout(&show)
+            .lines()
+            .all(|l| l.contains("<h:Haendelse>tilmeldt</h:Haendelse>"))
+    );
+}
+
+#[test]
+fn config_errors_are_usage_errors_naming_file_and_key() {
+    let s = Setup::new(1, 1_000, 1, 0.0);
+    let text = fs::read_to_string(s.path().join("config.toml")).unwrap();
+    fs::write(
+        s.path().join("config.toml"),
+        text.replace("register_sysid", "register_sys_id"),
+    )
+    .unwrap();
+    let out = s.run(&["--date", "2026-01-01"]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("config.toml") && stderr(&out).contains("register_sys_id"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(s.path(), &["run", "--config", "missing.toml"]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn backfill_resumes_and_matches_day_by_day_runs() {
+    let a = Setup::new(2, 10_000, 4, 0.01);
+    let b = Setup::new(2, 10_000, 4, 0.01);
+    fs::remove_dir_all(b.path().join("lists")).unwrap();
+    copy_dir(&a.path().join("lists"), &b.path().join("lists"));
+    for date in ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"] {
+        assert_code(&a.run(&["--date", date]), 0);
+    }
+    // Backfill in two overlapping pieces: the second resumes.
+    let bf = |from: &str, to: &str| {
+        run(
+            b.path(),
+            &[
+                "backfill",
+                "--config",
+                "config.toml",
+                "--from",
+                from,
+                "--to",
+                to,
+            ],
+        )
+    };
+    assert_code(&bf("2026-01-01", "2026-01-02"), 0);
+    let out = bf("2026-01-01", "2026-01-04");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).matches("skipped").count(), 4);
+    assert_eq!(
+        state_files(&a.path().join("state")),
+        state_files(&b.path().join("state"))
+    );
+}
+
+#[test]
+fn every_crash_point_recovers_to_the_same_state() {
+    let reference = Setup::new(3, 20_000, 2, 0.002);
+    assert_code(&reference.run(&["--date", "2026-01-01"]), 0);
+    assert_code(&reference.run(&["--date", "2026-01-02"]), 0);
+    let expected = state_files(&reference.path().join("state"));
+    assert!(expected.keys().any(|k| k.ends_with(".batch")));
+
+    for point in [
+        "after-snapshot",
+        "mid-outbox-write",
+        "after-outbox-before-pointer",
+        "after-pointer",
+    ] {
+        let s = Setup::new(3, 20_000, 2, 0.002);
+        // The generated lists have other mtimes: copy the reference's files.
+        fs::remove_dir_all(s.path().join("lists")).unwrap();
+        copy_dir(&reference.path().join("lists"), &s.path().join("lists"));
+        assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+        let crashed = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+            .args(["run", "--config", "config.toml", "--date", "2026-01-02"])
+            .current_dir(s.path())
+            .env("NEMSMS_DIFF_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{point}: the crash point was reached"
+        );
+        assert!(stderr(&crashed).contains(&format!("crash point {point} reached")));
+        let out = s.run(&["--date", "2026-01-02"]);
+        assert_code(&out, 0);
+        assert_eq!(
+            state_files(&s.path().join("state")),
+            expected,
+            "after a crash at {point}"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+            let mtime = fs::metadata(e.path()).unwrap().modified().unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&target)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+}
