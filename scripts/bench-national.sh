@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# National benchmark: the 98-authority, 6M-key directory diff from CSV,
-# timed side by side with `sort` + `comm` (LC_ALL=C) doing the same job, and
-# checked to give the same changes. Prints medians of several runs and the ratio.
+# National benchmarks, medians of several runs:
+# 1. the 98-authority, 6M-key directory diff from CSV, timed side by side
+#    with `sort` + `comm` (LC_ALL=C) doing the same job, checked to give the
+#    same changes, and the snapshot sizes;
+# 2. the nightly `run`: day 1 baseline, then day 2 (0.1 % churn) timed from a
+#    copy of the day-1 state each time (parse, snapshot, diff, envelopes,
+#    compressed outbox, fsyncs), and a 10 % churn stress day (~1.2M events).
 #
 #   scripts/bench-national.sh            # 98 authorities, 6M keys, 5 runs
 #   scripts/bench-national.sh --smoke    # small data, 1 run: CI keeps it working
@@ -91,3 +95,44 @@ awk -v o="$ours_s" -v kb="$ours_kb" -v c="$comm_s" -v n="$n_changes" -v runs="$R
     printf "                   %.3f bytes/key for all keys as one list (%d unique keys, %d bytes)\n", ab / ak, ak, ab
     printf "  targets (6M):    <= 1 s %s, >= 10x %s, < 300 MB %s\n", (o <= 1 ? "met" : "MISSED"), (ratio >= 10 ? "met" : "MISSED"), (kb < 300*1024 ? "met" : "MISSED")
 }'
+
+# --- the nightly run -------------------------------------------------------
+# run_day LABEL LISTS: baseline day 1 once, then time day 2 RUNS times, each
+# from a fresh copy of the day-1 state; checks the events the run reports.
+run_day() {
+    local label=$1 lists=$2
+    scripts/make-config.sh "$lists" "$WORK/$label-state" >"$WORK/$label.toml"
+    "$BIN" run --config "$WORK/$label.toml" --date 2026-01-01 >/dev/null 2>&1
+    mv "$WORK/$label-state" "$WORK/$label-day1"
+    : >"$WORK/$label.times"
+    for _ in $(seq "$RUNS"); do
+        rm -rf "$WORK/$label-state"
+        cp -a "$WORK/$label-day1" "$WORK/$label-state"
+        sync
+        /usr/bin/time -f "%e %M" -o "$WORK/time.out" \
+            "$BIN" run --config "$WORK/$label.toml" --date 2026-01-02 >"$WORK/$label.out" 2>/dev/null
+        cat "$WORK/time.out" >>"$WORK/$label.times"
+    done
+    # The events in the outbox are the changes the lists hold.
+    local events expected
+    events=$("$BIN" outbox list --config "$WORK/$label.toml" --json | grep '"2026-01-02"' \
+        | sed 's/.*"n_events":\([0-9]*\).*/\1/' | awk '{s += $1} END {print s + 0}')
+    expected=$("$BIN" diff "$lists/2026-01-01" "$lists/2026-01-02" --out "$WORK/$label-changes" | tail -1 | awk '{print $4 + $5}')
+    if [[ "$events" != "$expected" || "$events" -eq 0 ]]; then
+        echo "FAIL: $label run emitted $events events, the lists hold $expected changes" >&2
+        exit 1
+    fi
+    local bytes
+    bytes=$(cat "$WORK/$label-state"/outbox/2026-01-02/*.batch | wc -c)
+    awk -v label="$label" -v s="$(cut -d' ' -f1 "$WORK/$label.times" | median)" \
+        -v kb="$(cut -d' ' -f2 "$WORK/$label.times" | median)" -v n="$events" -v b="$bytes" -v runs="$RUNS" 'BEGIN {
+        printf "  %-8s %8d events: %.2f s wall, peak RSS %.0f MB, outbox %.1f bytes/event (median of %d runs)\n", label, n, s, kb / 1024, b / n, runs
+    }'
+}
+
+echo "nightly run, $AUTHORITIES authorities, $KEYS keys:"
+run_day normal "$WORK/data"
+STRESS_CHURN=${STRESS_CHURN:-0.1}
+"$BIN" generate --out "$WORK/stress" --authorities "$AUTHORITIES" --keys "$KEYS" --days 2 --churn "$STRESS_CHURN" --seed 43 2>/dev/null
+run_day stress "$WORK/stress"
+echo "  targets (6M):    day 2 (0.1 %) <= 1.5 s and < 300 MB; stress (10 %) <= 10 s; outbox <= 300 bytes/event"

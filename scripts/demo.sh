@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Demo: generate two days of lists for a few authorities, snapshot day 1,
-# diff it against day 2, and show the result.
+# Demo: the nightly job on generated data. Generates two days of lists for a
+# few authorities, runs day 1 (baseline) and day 2, shows the summary, the
+# outbox and one envelope.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -8,15 +9,20 @@ BIN=$PWD/target/release/nemsms-diff
 DEMO=${DEMO_DIR:-$(mktemp -d)}
 echo "demo directory: $DEMO"
 "$BIN" generate --out "$DEMO/lists" --authorities 5 --keys 200000 --days 2 --churn 0.001
+scripts/make-config.sh "$DEMO/lists" "$DEMO/state" >"$DEMO/config.toml"
+echo
+echo "== day 1: the first run stores baselines"
+"$BIN" run --config "$DEMO/config.toml" --date 2026-01-01 2>/dev/null
+echo
+echo "== day 2: one event per sign-up and sign-off"
+"$BIN" run --config "$DEMO/config.toml" --date 2026-01-02 2>/dev/null
+echo
+echo "== the outbox"
+"$BIN" outbox list --config "$DEMO/config.toml"
 first=$(ls "$DEMO/lists/2026-01-01" | head -1)
-cvr=${first%.csv}
 echo
-echo "== snapshot of authority $cvr on 2026-01-01"
-"$BIN" snapshot build "$DEMO/lists/2026-01-01/$first" --authority "$cvr" --date 2026-01-01 -o "$DEMO/$cvr.snap"
-"$BIN" snapshot inspect "$DEMO/$cvr.snap"
+echo "== one envelope of authority ${first%.csv} (xmllint --format when available)"
+"$BIN" outbox show --config "$DEMO/config.toml" --authority "${first%.csv}" --date 2026-01-02 --limit 1 2>/dev/null \
+    | { if command -v xmllint >/dev/null; then xmllint --format -; else cat; fi; }
 echo
-echo "== changes for $cvr from the snapshot to the 2026-01-02 list (first 5)"
-"$BIN" diff "$DEMO/$cvr.snap" "$DEMO/lists/2026-01-02/$first" | head -6
-echo
-echo "== all authorities, directory against directory"
-"$BIN" diff "$DEMO/lists/2026-01-01" "$DEMO/lists/2026-01-02" --out "$DEMO/changes"
+echo "state is in $DEMO/state; try: $BIN snapshot inspect $DEMO/state/snapshots/${first%.csv}/2026-01-02.snap"

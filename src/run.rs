@@ -39,6 +39,9 @@ use crate::envelope::{BatchContext, Event, Renderer};
 use crate::keys::{self, KeyKind};
 use crate::{crash, fsutil, guard, outbox, parse, snapshot};
 
+/// How long a run waits for another run's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -170,8 +173,23 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        anyhow::bail!("another run holds the lock {}", lock_path.display());
+    // A run killed a moment ago may still be exiting (finishing an fsync):
+    // wait a little for its lock before calling it a concurrent run.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    while let Err(e) = lock.try_lock() {
+        match e {
+            fs::TryLockError::WouldBlock if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            fs::TryLockError::WouldBlock => anyhow::bail!(
+                "another run holds the lock {} (waited {} s)",
+                lock_path.display(),
+                LOCK_WAIT.as_secs()
+            ),
+            fs::TryLockError::Error(e) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
     }
     remove_stale_temp_files(&state.root)?;
 
