@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod parse;
 pub mod run;
 pub mod snapshot;
+pub mod wire;
 
 /// Process exit codes (README, "Exit codes").
 pub mod exit {

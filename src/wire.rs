@@ -1,0 +1,543 @@
+//! The assumed OIOREST wire format of the NemSMS Register's list calls.
+//!
+//! The real URL templates and element names (Bilag A2 "REST Register
+//! v6.3") are not public. This module is the one place that defines them,
+//! following what is public (README, "The assumed OIOREST wire format"):
+//!
+//! - `GET /register/{sysid}/slutbrugerliste?dato=YYYY-MM-DD` (full list) or
+//!   `GET /register/{sysid}/aendringsliste?dato=YYYY-MM-DD` (change list)
+//!   returns a `SlutbrugerSamlingReferenceSamling`: list id, kind, date,
+//!   total count and references (`Href`, `Antal`) to partial lists;
+//! - `GET {Href}` returns a delliste, a `SlutbrugerSamling` of `Slutbruger`
+//!   entries, each with a `CPR` or `CVR` and, in change lists, `Aendring`
+//!   (`tilmeldt`/`afmeldt`);
+//! - `DELETE /register/{sysid}/aendringsliste/{listeId}` deletes a change
+//!   list once read;
+//! - `PUT /register/{sysid}/boks/{nummer}` (`SlutbrugerStamdata`) and
+//!   `PUT /register/{sysid}/boks/{nummer}/myndighedstilmelding`
+//!   (`Myndighedstilmelding` = true);
+//! - errors: an HTTP status and `<Fejl xmlns="urn:oio:dkal:1.0.0">` with
+//!   `FejlIdentifikator`, `FejlKode`, `FejlTekst`.
+//!
+//! Readers stream with quick-xml and enforce limits: no DOCTYPE, a maximum
+//! depth, and a size cap on what they buffer. Writers are used by the
+//! register simulator. Pure: bytes or readers in, values out.
+
+use std::io::BufRead;
+
+use quick_xml::Reader;
+use quick_xml::events::Event as XmlEvent;
+
+use crate::diff::Change;
+use crate::keys::{self, KeyKind};
+
+/// Namespace of every document.
+pub const NS: &str = "urn:oio:dkal:1.0.0";
+/// Deepest element nesting accepted.
+const MAX_DEPTH: usize = 8;
+/// Most references a reference collection may have.
+const MAX_REFERENCES: usize = 100_000;
+
+/// Which list a reference collection describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ListKind {
+    /// A full list (`fuld`).
+    Full,
+    /// A change list (`aendring`).
+    Change,
+}
+
+impl ListKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Full => "fuld",
+            ListKind::Change => "aendring",
+        }
+    }
+}
+
+/// Path of the full list's reference collection.
+pub fn full_list_path(sysid: &str) -> String {
+    format!("/register/{sysid}/slutbrugerliste")
+}
+
+/// Path of the change list's reference collection.
+pub fn change_list_path(sysid: &str) -> String {
+    format!("/register/{sysid}/aendringsliste")
+}
+
+/// Path that deletes a change list.
+pub fn delete_change_list_path(sysid: &str, liste_id: &str) -> String {
+    format!("/register/{sysid}/aendringsliste/{liste_id}")
+}
+
+/// Path of one delliste.
+pub fn delliste_path(sysid: &str, liste_id: &str, n: usize) -> String {
+    format!("/register/{sysid}/liste/{liste_id}/delliste/{n}")
+}
+
+/// Path of an end user's box (`PUT` with `SlutbrugerStamdata`).
+pub fn boks_path(sysid: &str, nummer: &str) -> String {
+    format!("/register/{sysid}/boks/{nummer}")
+}
+
+/// Path of an end user's sign-up for all authorities.
+pub fn myndighedstilmelding_path(sysid: &str, nummer: &str) -> String {
+    format!("/register/{sysid}/boks/{nummer}/myndighedstilmelding")
+}
+
+/// Body of `TilmeldNemSMS`.
+pub fn myndighedstilmelding_body() -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Myndighedstilmelding xmlns=\"{NS}\">true</Myndighedstilmelding>"
+    )
+}
+
+/// One reference to a delliste.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Path (or absolute URL) of the delliste.
+    pub href: String,
+    /// Entries the delliste must hold.
+    pub count: u64,
+}
+
+/// A `SlutbrugerSamlingReferenceSamling`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceCollection {
+    pub list_id: String,
+    pub kind: ListKind,
+    pub date: String,
+    pub total: u64,
+    pub references: Vec<Reference>,
+}
+
+/// An error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fejl {
+    pub id: String,
+    pub code: String,
+    pub text: String,
+}
+
+/// A document that does not follow the wire format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed XML at byte {position}: {message}")]
+    Xml { position: u64, message: String },
+    #[error("a DOCTYPE is not allowed")]
+    Doctype,
+    #[error("elements nested deeper than {MAX_DEPTH}")]
+    TooDeep,
+    #[error("expected root element {expected}, found {found}")]
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("missing or invalid {0}")]
+    Missing(&'static str),
+    #[error("more than {MAX_REFERENCES} references")]
+    TooManyReferences,
+    #[error("entry {index}: {message}")]
+    Entry { index: u64, message: String },
+}
+
+fn local(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&b| b == b':') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
+}
+
+/// What [`walk`] reports: a text node or an end tag, with the local names
+/// of the open elements.
+enum Node<'a> {
+    Text(&'a [Vec<u8>], &'a str),
+    End(&'a [Vec<u8>]),
+}
+
+/// Walks a document, calling `on` for every text node and end tag.
+fn walk<R: BufRead>(
+    mut reader: Reader<R>,
+    root: &'static str,
+    mut on: impl FnMut(Node<'_>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut buf = Vec::with_capacity(256);
+    let mut path: Vec<Vec<u8>> = Vec::with_capacity(MAX_DEPTH);
+    let xml_err = |r: &Reader<R>, e: &dyn std::fmt::Display| WireError::Xml {
+        position: r.buffer_position(),
+        message: e.to_string(),
+    };
+    loop {
+        buf.clear();
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| xml_err(&reader, &e))?;
+        match event {
+            XmlEvent::DocType(_) => return Err(WireError::Doctype),
+            XmlEvent::Start(e) => {
+                let name = local(e.name().as_ref().as_bytes()).to_vec();
+                if path.is_empty() && name != root.as_bytes() {
+                    return Err(WireError::WrongRoot {
+                        expected: root,
+                        found: String::from_utf8_lossy(&name).into_owned(),
+                    });
+                }
+                path.push(name);
+                if path.len() > MAX_DEPTH {
+                    return Err(WireError::TooDeep);
+                }
+            }
+            XmlEvent::Empty(e) => {
+                let name = local(e.name().as_ref().as_bytes()).to_vec();
+                if path.is_empty() {
+                    return Err(WireError::WrongRoot {
+                        expected: root,
+                        found: String::from_utf8_lossy(&name).into_owned(),
+                    });
+                }
+                path.push(name);
+                on(Node::End(&path))?;
+                path.pop();
+            }
+            XmlEvent::Text(t) => {
+                if !path.is_empty() {
+                    let text = t.xml10_content();
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        on(Node::Text(&path, text))?;
+                    }
+                }
+            }
+            XmlEvent::End(_) => {
+                on(Node::End(&path))?;
+                path.pop();
+            }
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    if path.is_empty() {
+        Ok(())
+    } else {
+        Err(WireError::Xml {
+            position: reader.buffer_position(),
+            message: "document ends inside an element".into(),
+        })
+    }
+}
+
+fn reader<R: BufRead>(r: R) -> Reader<R> {
+    let mut reader = Reader::from_reader(r);
+    reader.config_mut().check_end_names = true;
+    reader
+}
+
+/// Parses a reference collection.
+pub fn parse_references(body: &[u8]) -> Result<ReferenceCollection, WireError> {
+    let mut list_id = None;
+    let mut kind = None;
+    let mut date = None;
+    let mut total = None;
+    let mut references = Vec::new();
+    let mut href: Option<String> = None;
+    let mut count: Option<u64> = None;
+    walk(
+        reader(body),
+        "SlutbrugerSamlingReferenceSamling",
+        |node| match node {
+            Node::Text(path, text) => {
+                let leaf: &[u8] = &path[path.len() - 1];
+                match (path.len(), leaf) {
+                    (2, b"ListeId") => list_id = Some(text.to_owned()),
+                    (2, b"ListeType") => {
+                        kind = match text {
+                            "fuld" => Some(ListKind::Full),
+                            "aendring" => Some(ListKind::Change),
+                            _ => return Err(WireError::Missing("ListeType (fuld or aendring)")),
+                        }
+                    }
+                    (2, b"Dato") => date = Some(text.to_owned()),
+                    (2, b"AntalSlutbrugere") => {
+                        total = Some(
+                            text.parse()
+                                .map_err(|_| WireError::Missing("AntalSlutbrugere"))?,
+                        )
+                    }
+                    (3, b"Href") => href = Some(text.to_owned()),
+                    (3, b"Antal") => {
+                        count = Some(text.parse().map_err(|_| WireError::Missing("Antal"))?)
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Node::End(path) => {
+                if path.len() == 2 && path[1] == b"SlutbrugerSamlingReference" {
+                    let r = Reference {
+                        href: href.take().ok_or(WireError::Missing("Href"))?,
+                        count: count.take().ok_or(WireError::Missing("Antal"))?,
+                    };
+                    if references.len() >= MAX_REFERENCES {
+                        return Err(WireError::TooManyReferences);
+                    }
+                    references.push(r);
+                }
+                Ok(())
+            }
+        },
+    )?;
+    Ok(ReferenceCollection {
+        list_id: list_id.ok_or(WireError::Missing("ListeId"))?,
+        kind: kind.ok_or(WireError::Missing("ListeType"))?,
+        date: date.ok_or(WireError::Missing("Dato"))?,
+        total: total.ok_or(WireError::Missing("AntalSlutbrugere"))?,
+        references,
+    })
+}
+
+/// The entries of one delliste.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delliste {
+    /// Keys signed up (a full list: every key).
+    pub cpr_up: Vec<u32>,
+    pub cvr_up: Vec<u32>,
+    /// Keys signed off (change lists only).
+    pub cpr_off: Vec<u32>,
+    pub cvr_off: Vec<u32>,
+    /// Entries read.
+    pub count: u64,
+}
+
+/// Parses a delliste of the given kind, streaming.
+pub fn parse_delliste<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, WireError> {
+    let mut out = Delliste::default();
+    let mut key: Option<(KeyKind, u32)> = None;
+    let mut change: Option<Change> = None;
+    let mut index = 0u64;
+    let entry_err = |index: u64, message: String| WireError::Entry { index, message };
+    walk(reader(r), "SlutbrugerSamling", |node| match node {
+        Node::Text(path, text) => {
+            if path.len() != 3 || path[1] != b"Slutbruger" {
+                return Ok(());
+            }
+            match path[2].as_slice() {
+                b"CPR" | b"CVR" => {
+                    let k = if path[2] == b"CPR" {
+                        KeyKind::Cpr
+                    } else {
+                        KeyKind::Cvr
+                    };
+                    if key.is_some() {
+                        return Err(entry_err(index + 1, "more than one CPR/CVR".into()));
+                    }
+                    let v = keys::parse_kind(k, text.as_bytes())
+                        .map_err(|e| entry_err(index + 1, e.to_string()))?;
+                    key = Some((k, v));
+                }
+                b"Aendring" => {
+                    change = Some(match text {
+                        "tilmeldt" => Change::SignedUp,
+                        "afmeldt" => Change::SignedOff,
+                        _ => {
+                            return Err(entry_err(
+                                index + 1,
+                                "Aendring must be tilmeldt or afmeldt".into(),
+                            ));
+                        }
+                    })
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        Node::End(path) => {
+            if path.len() != 2 || path[1] != b"Slutbruger" {
+                return Ok(());
+            }
+            index += 1;
+            let (k, v) = key
+                .take()
+                .ok_or_else(|| entry_err(index, "no CPR or CVR".into()))?;
+            let c = match (kind, change.take()) {
+                (ListKind::Full, None) => Change::SignedUp,
+                (ListKind::Full, Some(_)) => {
+                    return Err(entry_err(index, "Aendring in a full list".into()));
+                }
+                (ListKind::Change, Some(c)) => c,
+                (ListKind::Change, None) => {
+                    return Err(entry_err(index, "no Aendring in a change list".into()));
+                }
+            };
+            let target = match (k, c) {
+                (KeyKind::Cpr, Change::SignedUp) => &mut out.cpr_up,
+                (KeyKind::Cvr, Change::SignedUp) => &mut out.cvr_up,
+                (KeyKind::Cpr, Change::SignedOff) => &mut out.cpr_off,
+                (KeyKind::Cvr, Change::SignedOff) => &mut out.cvr_off,
+            };
+            target.push(v);
+            out.count += 1;
+            Ok(())
+        }
+    })?;
+    Ok(out)
+}
+
+/// Parses a `Fejl` body, if the body is one.
+pub fn parse_fejl(body: &[u8]) -> Option<Fejl> {
+    let (mut id, mut code, mut text) = (String::new(), String::new(), String::new());
+    walk(reader(body), "Fejl", |node| {
+        if let Node::Text(path, t) = node {
+            match path[path.len() - 1].as_slice() {
+                b"FejlIdentifikator" => id = t.to_owned(),
+                b"FejlKode" => code = t.to_owned(),
+                b"FejlTekst" => text = t.chars().take(500).collect(),
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .ok()?;
+    (!code.is_empty()).then_some(Fejl { id, code, text })
+}
+
+/// Writes a reference collection (simulator side).
+pub fn write_references(rc: &ReferenceCollection) -> String {
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<SlutbrugerSamlingReferenceSamling xmlns=\"{NS}\">\
+         <ListeId>{}</ListeId><ListeType>{}</ListeType><Dato>{}</Dato><AntalSlutbrugere>{}</AntalSlutbrugere>\n",
+        rc.list_id,
+        rc.kind.as_str(),
+        rc.date,
+        rc.total
+    );
+    for r in &rc.references {
+        s.push_str(&format!(
+            "<SlutbrugerSamlingReference><Href>{}</Href><Antal>{}</Antal></SlutbrugerSamlingReference>\n",
+            r.href, r.count
+        ));
+    }
+    s.push_str("</SlutbrugerSamlingReferenceSamling>\n");
+    s
+}
+
+/// Appends one delliste entry (simulator side).
+pub fn write_entry(out: &mut Vec<u8>, kind: KeyKind, key: u32, change: Option<Change>) {
+    let mut buf = [0u8; 10];
+    let tag = kind.as_str().as_bytes();
+    out.extend_from_slice(b"<Slutbruger><");
+    out.extend_from_slice(tag);
+    out.push(b'>');
+    out.extend_from_slice(keys::format_into(kind, key, &mut buf));
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(tag);
+    out.push(b'>');
+    if let Some(c) = change {
+        out.extend_from_slice(b"<Aendring>");
+        out.extend_from_slice(c.as_str().as_bytes());
+        out.extend_from_slice(b"</Aendring>");
+    }
+    out.extend_from_slice(b"</Slutbruger>\n");
+}
+
+/// The opening of a delliste document.
+pub fn delliste_start() -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<SlutbrugerSamling xmlns=\"{NS}\">\n")
+}
+
+/// The end of a delliste document.
+pub const DELLISTE_END: &str = "</SlutbrugerSamling>\n";
+
+/// A `Fejl` body.
+pub fn write_fejl(id: &str, code: &str, text: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Fejl xmlns=\"{NS}\"><FejlIdentifikator>{id}</FejlIdentifikator>\
+         <FejlKode>{code}</FejlKode><FejlTekst>{}</FejlTekst></Fejl>",
+        quick_xml::escape::escape(text)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_roundtrip() {
+        let rc = ReferenceCollection {
+            list_id: "abc".into(),
+            kind: ListKind::Change,
+            date: "2026-01-02".into(),
+            total: 3,
+            references: vec![
+                Reference {
+                    href: delliste_path("1", "abc", 1),
+                    count: 2,
+                },
+                Reference {
+                    href: delliste_path("1", "abc", 2),
+                    count: 1,
+                },
+            ],
+        };
+        assert_eq!(
+            parse_references(write_references(&rc).as_bytes()).unwrap(),
+            rc
+        );
+    }
+
+    #[test]
+    fn delliste_roundtrip_and_checks() {
+        let mut body = delliste_start().into_bytes();
+        write_entry(&mut body, KeyKind::Cpr, 101901234, Some(Change::SignedUp));
+        write_entry(&mut body, KeyKind::Cvr, 13585628, Some(Change::SignedOff));
+        body.extend_from_slice(DELLISTE_END.as_bytes());
+        let d = parse_delliste(&body[..], ListKind::Change).unwrap();
+        assert_eq!(
+            (d.cpr_up, d.cvr_off, d.count),
+            (vec![101901234], vec![13585628], 2)
+        );
+        let err = parse_delliste(&body[..], ListKind::Full).unwrap_err();
+        assert_eq!(err.to_string(), "entry 1: Aendring in a full list");
+        let bad = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("0101901234", "3002001234");
+        let err = parse_delliste(bad.as_bytes(), ListKind::Change)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("entry 1") && err.contains("impossible date") && !err.contains("300200"),
+            "{err}"
+        );
+        let truncated = &body[..body.len() - 30];
+        assert!(parse_delliste(truncated, ListKind::Change).is_err());
+    }
+
+    #[test]
+    fn rejects_doctype_depth_and_wrong_root() {
+        let doctype = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"b\">]><SlutbrugerSamling/>";
+        assert_eq!(
+            parse_delliste(doctype.as_bytes(), ListKind::Full),
+            Err(WireError::Doctype)
+        );
+        let deep = format!(
+            "<SlutbrugerSamling>{}{}</SlutbrugerSamling>",
+            "<a>".repeat(10),
+            "</a>".repeat(10)
+        );
+        assert_eq!(
+            parse_delliste(deep.as_bytes(), ListKind::Full),
+            Err(WireError::TooDeep)
+        );
+        assert!(matches!(
+            parse_delliste(&b"<Other/>"[..], ListKind::Full),
+            Err(WireError::WrongRoot { .. })
+        ));
+    }
+
+    #[test]
+    fn parses_fejl() {
+        let f = parse_fejl(write_fejl("id-1", "3000", "Ingen adgang").as_bytes()).unwrap();
+        assert_eq!((f.code.as_str(), f.text.as_str()), ("3000", "Ingen adgang"));
+        assert_eq!(parse_fejl(b"<html>oops</html>"), None);
+    }
+}
