@@ -64,6 +64,10 @@ pub struct CommonRunArgs {
     /// Release a quarantined authority for this run (CVR; repeatable).
     #[arg(long = "accept-mass-change", value_parser = parse_cvr_arg)]
     pub accept_mass_change: Vec<u32>,
+    /// Inside NemSMS's service window (Sunday 00:00-04:00 Danish time),
+    /// wait for it to end instead of failing.
+    #[arg(long)]
+    pub wait_for_service_window: bool,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +287,7 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
         accept_mass_change: a.accept_mass_change.iter().copied().collect(),
         progress: kind == "backfill",
         kind,
+        wait_for_service_window: a.wait_for_service_window,
     };
     let report = crate::run::execute(&cfg, &req)?;
     let mut out = BufWriter::new(io::stdout().lock());

@@ -47,6 +47,7 @@ struct RawConfig {
     envelope: RawEnvelope,
     #[serde(default)]
     guard: RawGuard,
+    register: Option<RawRegister>,
     #[serde(rename = "authority", default)]
     authorities: Vec<RawAuthority>,
 }
@@ -87,12 +88,54 @@ struct RawGuard {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRegister {
+    base_url: String,
+    ca_cert: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_parallel_authorities")]
+    parallel_authorities: usize,
+    #[serde(default = "default_retries")]
+    retries: usize,
+    #[serde(default = "default_max_backoff")]
+    max_backoff_secs: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    300
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_parallel_authorities() -> usize {
+    8
+}
+fn default_retries() -> usize {
+    4
+}
+fn default_max_backoff() -> u64 {
+    10
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAuthority {
     cvr: String,
     name: String,
     register_sysid: String,
     #[serde(default = "default_mode")]
     list_mode: ListMode,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 fn default_mode() -> ListMode {
@@ -149,6 +192,19 @@ pub struct Authority {
     pub register_sysid: String,
     /// Full or change lists.
     pub list_mode: ListMode,
+    /// This authority's own client certificate and key, if not the default.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where lists come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A `file://` template: CSV lists on disk.
+    Files(String),
+    /// An `https://` template: CSV lists over HTTPS (mutual TLS).
+    Https(String),
+    /// The NemSMS Register over OIOREST.
+    Oiorest,
 }
 
 /// The validated configuration.
@@ -158,8 +214,10 @@ pub struct Config {
     pub path: PathBuf,
     /// State directory (absolute or relative to the config file).
     pub state_dir: PathBuf,
-    /// List source template with `{date}` and `{authority}`.
-    pub source: String,
+    /// Where lists come from.
+    pub source: Source,
+    /// The Register connection (OIOREST and HTTPS sources, `user` calls).
+    pub register: Option<crate::fetch::RegisterConfig>,
     /// What a first run emits.
     pub first_run: FirstRun,
     /// Envelope settings.
@@ -186,16 +244,53 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let fail =
             |key: &str, msg: String| anyhow::anyhow!("{}: key `{key}`: {msg}", path.display());
-        if !raw.source.contains("{authority}") {
+        let source = if raw.source == "oiorest" {
+            Source::Oiorest
+        } else if !raw.source.contains("{authority}") {
             return Err(fail(
                 "source",
-                "must contain the placeholder {authority}".into(),
+                "must be \"oiorest\" or a template with the placeholder {authority}".into(),
             ));
-        }
-        if !raw.source.starts_with("file://") {
+        } else if raw.source.starts_with("file://") {
+            Source::Files(raw.source.clone())
+        } else if raw.source.starts_with("https://") {
+            Source::Https(raw.source.clone())
+        } else {
             return Err(fail(
                 "source",
-                "only file:// sources are supported by this build (OIOREST comes with the register client)".into(),
+                "must be \"oiorest\", file://… or https://…".into(),
+            ));
+        };
+        let register = match raw.register {
+            Some(r) => {
+                if !r.base_url.starts_with("https://") {
+                    return Err(fail("register.base_url", "must be an https:// URL".into()));
+                }
+                if r.concurrency == 0 || r.parallel_authorities == 0 {
+                    return Err(fail(
+                        "register.concurrency",
+                        "concurrency settings must be at least 1".into(),
+                    ));
+                }
+                Some(crate::fetch::RegisterConfig {
+                    base_url: r.base_url,
+                    ca_cert: base.join(r.ca_cert),
+                    client_cert: base.join(r.client_cert),
+                    client_key: base.join(r.client_key),
+                    connect_timeout: std::time::Duration::from_secs(r.connect_timeout_secs),
+                    request_timeout: std::time::Duration::from_secs(r.request_timeout_secs),
+                    concurrency: r.concurrency,
+                    parallel_authorities: r.parallel_authorities,
+                    retries: r.retries,
+                    max_backoff: std::time::Duration::from_secs(r.max_backoff_secs),
+                })
+            }
+            None => None,
+        };
+        if register.is_none() && !matches!(source, Source::Files(_)) {
+            return Err(fail(
+                "register",
+                "a [register] section is needed for oiorest and https:// sources".into(),
             ));
         }
         let mut guard = GuardConfig::default();
@@ -230,17 +325,29 @@ impl Config {
                     format!("authority {} is configured twice", a.cvr.trim()),
                 ));
             }
-            if a.list_mode == ListMode::Delta {
+            if a.list_mode == ListMode::Delta && source != Source::Oiorest {
                 return Err(fail(
                     &format!("authority[{i}].list_mode"),
-                    "delta lists need an OIOREST source; file lists are always full lists".into(),
+                    "delta lists need source = \"oiorest\"; file-based lists are always full lists"
+                        .into(),
                 ));
             }
+            let client_cert = match (a.client_cert, a.client_key) {
+                (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+                (None, None) => None,
+                _ => {
+                    return Err(fail(
+                        &format!("authority[{i}].client_cert"),
+                        "client_cert and client_key go together".into(),
+                    ));
+                }
+            };
             authorities.push(Authority {
                 cvr,
                 name: a.name,
                 register_sysid: a.register_sysid,
                 list_mode: a.list_mode,
+                client_cert,
             });
         }
         if authorities.is_empty() {
@@ -250,7 +357,8 @@ impl Config {
         Ok(Config {
             path: path.to_owned(),
             state_dir: base.join(raw.state_dir),
-            source: raw.source,
+            source,
+            register,
             first_run: raw.first_run,
             envelope: EnvelopeConfig {
                 beskedtype: e.beskedtype,
@@ -267,18 +375,25 @@ impl Config {
         })
     }
 
-    /// The local file of an authority's list on a date (file:// sources).
-    pub fn source_path(&self, authority: u32, date: time::Date) -> PathBuf {
-        let url = self
-            .source
+    /// A template's URL for an authority and date.
+    pub fn expand(template: &str, authority: u32, date: time::Date) -> String {
+        template
             .replace("{date}", &date.to_string())
-            .replace("{authority}", &keys::format(keys::KeyKind::Cvr, authority));
+            .replace("{authority}", &keys::format(keys::KeyKind::Cvr, authority))
+    }
+
+    /// The local file of an authority's list on a date (file:// sources).
+    pub fn source_path(&self, authority: u32, date: time::Date) -> Option<PathBuf> {
+        let Source::Files(template) = &self.source else {
+            return None;
+        };
+        let url = Self::expand(template, authority, date);
         let path = PathBuf::from(url.trim_start_matches("file://"));
-        if path.is_absolute() {
+        Some(if path.is_absolute() {
             path
         } else {
             self.path.parent().unwrap_or(Path::new(".")).join(path)
-        }
+        })
     }
 
     /// Looks up a configured authority.
@@ -320,7 +435,9 @@ register_sysid = "1234"
         assert_eq!(c.authorities[0].cvr, 29189846);
         assert_eq!(c.guard, GuardConfig::default());
         assert_eq!(c.envelope.kildesystem, c.envelope.beskedansvarlig_aktoer);
-        let p = c.source_path(29189846, time::macros::date!(2026 - 01 - 02));
+        let p = c
+            .source_path(29189846, time::macros::date!(2026 - 01 - 02))
+            .unwrap();
         assert_eq!(p, Path::new("/etc/nemsms/lists/2026-01-02/29189846.csv"));
     }
 
@@ -340,6 +457,13 @@ register_sysid = "1234"
         assert!(e.contains("beskedtype"), "{e}");
         let e = err(&GOOD.replace("{authority}", "x"));
         assert!(e.contains("key `source`"), "{e}");
+        let e = err(&GOOD.replace("file://lists/{date}/{authority}.csv", "oiorest"));
+        assert!(e.contains("key `register`"), "{e}");
+        let e = err(&GOOD.replace(
+            "register_sysid = \"1234\"",
+            "register_sysid = \"1234\"\nlist_mode = \"delta\"",
+        ));
+        assert!(e.contains("authority[0].list_mode"), "{e}");
         let e = err(&format!("{GOOD}\n[guard]\nmax_size_change = -1\n"));
         assert!(e.contains("guard.max_size_change"), "{e}");
         let e = err(&format!(

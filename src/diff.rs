@@ -100,6 +100,47 @@ pub fn diff(yesterday: &KeySet, today: &KeySet) -> Changes {
     }
 }
 
+/// Applies a change list to yesterday's keys.
+///
+/// Returns today's keys and the number of anomalies: sign-ups of keys
+/// already present, sign-offs of absent keys, and keys both signed up and
+/// off in the same list (those keep yesterday's state). Anomalies are
+/// reported, never emitted: the events are `diff(yesterday, today)`.
+pub fn apply_delta(yesterday: &KeySet, up: &KeySet, off: &KeySet) -> (KeySet, u64) {
+    let mut anomalies = 0u64;
+    let mut kind = |prev: &[u32], up: &[u32], off: &[u32]| -> Vec<u32> {
+        let both = diff_sorted(up, off);
+        // diff_sorted(up, off): signed_off = up only, signed_up = off only.
+        let (up_only, off_only) = (both.signed_off, both.signed_up);
+        anomalies += (up.len() - up_only.len()) as u64;
+        let against_prev = diff_sorted(prev, &up_only);
+        anomalies += (up_only.len() - against_prev.signed_up.len()) as u64;
+        let absent = diff_sorted(prev, &off_only).signed_up.len();
+        anomalies += absent as u64;
+        // today = (prev - off_only) + up_only
+        let kept = diff_sorted(&off_only, prev).signed_up;
+        let mut today = Vec::with_capacity(kept.len() + up_only.len());
+        let (mut i, mut j) = (0, 0);
+        while i < kept.len() || j < up_only.len() {
+            let take_kept = j >= up_only.len() || (i < kept.len() && kept[i] <= up_only[j]);
+            if take_kept {
+                if j < up_only.len() && kept[i] == up_only[j] {
+                    j += 1;
+                }
+                today.push(kept[i]);
+                i += 1;
+            } else {
+                today.push(up_only[j]);
+                j += 1;
+            }
+        }
+        today
+    };
+    let cpr = kind(&yesterday.cpr, &up.cpr, &off.cpr);
+    let cvr = kind(&yesterday.cvr, &up.cvr, &off.cvr);
+    (KeySet { cpr, cvr }, anomalies)
+}
+
 /// Diffs two sorted, unique slices by merging them.
 pub fn diff_sorted(old: &[u32], new: &[u32]) -> KindChanges {
     let mut out = KindChanges::default();
@@ -158,6 +199,48 @@ mod tests {
                 (Cvr, 13585628, SignedOff)
             ]
         );
+    }
+
+    #[test]
+    fn apply_delta_counts_anomalies() {
+        let prev = KeySet {
+            cpr: vec![1, 2, 3],
+            cvr: vec![],
+        };
+        let up = KeySet {
+            cpr: vec![2, 4, 7],
+            cvr: vec![],
+        };
+        let off = KeySet {
+            cpr: vec![3, 5, 7],
+            cvr: vec![],
+        };
+        let (today, anomalies) = apply_delta(&prev, &up, &off);
+        // 2 already present, 5 absent, 7 both: three anomalies.
+        assert_eq!(today.cpr, vec![1, 2, 4]);
+        assert_eq!(anomalies, 3);
+        let changes = diff(&prev, &today);
+        assert_eq!(
+            (changes.cpr.signed_up, changes.cpr.signed_off),
+            (vec![4], vec![3])
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn apply_delta_matches_sets(prev in proptest::collection::btree_set(0u32..500, 0..100),
+                                    up in proptest::collection::btree_set(0u32..500, 0..50),
+                                    off in proptest::collection::btree_set(0u32..500, 0..50)) {
+            let v = |s: &std::collections::BTreeSet<u32>| s.iter().copied().collect::<Vec<u32>>();
+            let ks = |s| KeySet { cpr: v(s), cvr: vec![] };
+            let (today, _) = apply_delta(&ks(&prev), &ks(&up), &ks(&off));
+            let both: std::collections::BTreeSet<u32> = up.intersection(&off).copied().collect();
+            let expected: Vec<u32> = prev.iter().copied()
+                .filter(|k| !off.contains(k) || both.contains(k))
+                .chain(up.iter().copied().filter(|k| !both.contains(k)))
+                .collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
+            prop_assert_eq!(today.cpr, expected);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crash;
 pub mod diff;
 pub mod envelope;
+pub mod fetch;
 pub mod fsutil;
 pub mod generate;
 pub mod guard;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod parse;
 pub mod run;
 pub mod snapshot;
+pub mod tls;
 pub mod wire;
 
 /// Process exit codes (README, "Exit codes").

@@ -33,11 +33,11 @@ use anyhow::Context;
 use rayon::prelude::*;
 use time::Date;
 
-use crate::config::{Authority, Config, FirstRun};
+use crate::config::{Authority, Config, FirstRun, ListMode, Source};
 use crate::diff::{self, Changes};
 use crate::envelope::{BatchContext, Event, Renderer};
-use crate::keys::{self, KeyKind};
-use crate::{crash, fsutil, guard, outbox, parse, snapshot};
+use crate::keys::{self, KeyKind, KeySet};
+use crate::{crash, fetch, fsutil, guard, outbox, parse, snapshot, wire};
 
 /// How long a run waits for another run's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -55,6 +55,8 @@ pub struct Request {
     pub progress: bool,
     /// `run` or `backfill`, for the report's name.
     pub kind: &'static str,
+    /// Inside the register's service window, wait for its end instead of failing.
+    pub wait_for_service_window: bool,
 }
 
 /// How one (authority, date) ended.
@@ -94,6 +96,8 @@ pub struct Outcome {
     pub signed_up: u64,
     pub signed_off: u64,
     pub duplicates: u64,
+    /// Change-list entries that changed nothing (sign-up of a present key, …).
+    pub anomalies: u64,
     pub batch_bytes: Option<u64>,
     pub message: Option<String>,
 }
@@ -209,42 +213,62 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
             })
             .collect::<anyhow::Result<_>>()?
     };
+    let blocked = service_window(cfg, req)?;
+    let sources = Sources::default();
     let bar = progress_bar(req, selected.len());
     let stop = AtomicBool::new(false);
-    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = selected
-        .par_iter()
-        .map(|a| {
-            let mut outcomes = Vec::new();
-            for &date in &req.dates {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let outcome = commit(
-                    cfg,
-                    &state,
-                    a,
-                    date,
-                    req.accept_mass_change.contains(&a.cvr),
-                )
-                .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-                log_outcome(&outcome);
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                }
-                let problem = outcome.status.is_problem();
-                outcomes.push(outcome);
-                if problem {
-                    // Later dates would diff against a snapshot that skipped
-                    // this one: stop here; a rerun resumes.
-                    if let Some(bar) = &bar {
-                        bar.inc((req.dates.len() - outcomes.len()) as u64);
+    // Network sources wait on I/O: give them more threads than cores.
+    let threads = match (&cfg.source, &cfg.register) {
+        (Source::Files(_), _) | (_, None) => rayon::current_num_threads(),
+        (_, Some(r)) => r.parallel_authorities,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = pool.install(|| {
+        selected
+            .par_iter()
+            .map(|a| {
+                let mut outcomes = Vec::new();
+                for &date in &req.dates {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
-                    break;
+                    if let Some(reason) = &blocked {
+                        let mut o = outcome(a, date, Status::Failed);
+                        o.message = Some(reason.clone());
+                        outcomes.push(o);
+                        break;
+                    }
+                    let outcome = commit(
+                        cfg,
+                        &state,
+                        &sources,
+                        a,
+                        date,
+                        req.accept_mass_change.contains(&a.cvr),
+                    )
+                    .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                    log_outcome(&outcome);
+                    if let Some(bar) = &bar {
+                        bar.inc(1);
+                    }
+                    let problem = outcome.status.is_problem();
+                    outcomes.push(outcome);
+                    if problem {
+                        // Later dates would diff against a snapshot that skipped
+                        // this one: stop here; a rerun resumes.
+                        if let Some(bar) = &bar {
+                            bar.inc((req.dates.len() - outcomes.len()) as u64);
+                        }
+                        break;
+                    }
                 }
-            }
-            Ok(outcomes)
-        })
-        .collect();
+                Ok(outcomes)
+            })
+            .collect()
+    });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -276,6 +300,30 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
     report.report_path = Some(path);
     drop(lock);
     Ok(report)
+}
+
+/// Inside NemSMS's service window the register is not called: `Some`
+/// reason fails every authority, unless the request waits for the window to end.
+fn service_window(cfg: &Config, req: &Request) -> anyhow::Result<Option<String>> {
+    if matches!(cfg.source, Source::Files(_)) {
+        return Ok(None);
+    }
+    let now = fetch::now();
+    let Some(end) = fetch::service_window_end(&now) else {
+        return Ok(None);
+    };
+    let until = end.strftime("%H:%M %Z").to_string();
+    if !req.wait_for_service_window {
+        return Ok(Some(format!(
+            "NemSMS is in its service window (Sunday 00:00-04:00 Danish time) until {until}; \
+             the register was not called (rerun later, or pass --wait-for-service-window)"
+        )));
+    }
+    let wait = now.duration_until(&end);
+    let secs = wait.as_secs().max(0) as u64;
+    tracing::warn!(until = %until, wait_secs = secs, "NemSMS is in its service window: waiting");
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    Ok(None)
 }
 
 fn progress_bar(req: &Request, n_authorities: usize) -> Option<indicatif::ProgressBar> {
@@ -374,6 +422,7 @@ fn outcome(a: &Authority, date: Date, status: Status) -> Outcome {
         signed_up: 0,
         signed_off: 0,
         duplicates: 0,
+        anomalies: 0,
         batch_bytes: None,
         message: None,
     }
@@ -383,6 +432,7 @@ fn outcome(a: &Authority, date: Date, status: Status) -> Outcome {
 fn commit(
     cfg: &Config,
     state: &State,
+    sources: &Sources,
     a: &Authority,
     date: Date,
     accept: bool,
@@ -396,35 +446,30 @@ fn commit(
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("{e:#}"))),
     };
+    let mut pending = outcome(a, date, Status::Skipped);
+    if a.list_mode == ListMode::Delta {
+        // A crash between commit and delete left a committed change list.
+        delete_pending_change_list(cfg, state, sources, a, current, &mut pending)?;
+    }
     if let Some(cur) = current.filter(|&c| c >= date) {
-        let mut o = outcome(a, date, Status::Skipped);
-        o.message = Some(format!("already committed (current snapshot is {cur})"));
+        let mut o = pending;
+        o.message = Some(o.message.map_or(
+            format!("already committed (current snapshot is {cur})"),
+            |m| format!("already committed (current snapshot is {cur}); {m}"),
+        ));
         return Ok(o);
     }
     let batch = outbox::batch_path(&state.root, a.cvr, date);
     let snap_path = state.snapshot(a.cvr, date);
     if batch.exists() {
-        return recover(state, a, date, &batch, &snap_path);
+        let mut o = recover(state, a, date, &batch, &snap_path)?;
+        if a.list_mode == ListMode::Delta && o.status == Status::Recovered {
+            delete_pending_change_list(cfg, state, sources, a, Some(date), &mut o)?;
+        }
+        return Ok(o);
     }
 
-    // 1. The list.
-    let source = cfg.source_path(a.cvr, date);
-    let list = match parse::read_list(&source) {
-        Ok(l) => l,
-        Err(parse::ListFileError::Io { path, source })
-            if source.kind() == io::ErrorKind::NotFound =>
-        {
-            return Ok(failed(format!(
-                "no list: {} does not exist",
-                path.display()
-            )));
-        }
-        Err(e) => return Ok(failed(e.to_string())),
-    };
-    let taken_at = match crate::cli::mtime(&source) {
-        Ok(t) => t,
-        Err(e) => return Ok(failed(format!("{e:#}"))),
-    };
+    // 1. The list (the previous snapshot first: a change list applies to it).
     let previous = match current {
         Some(d) => match snapshot::read(&state.snapshot(a.cvr, d)) {
             Ok(s) => Some(s),
@@ -432,6 +477,11 @@ fn commit(
         },
         None => None,
     };
+    let loaded = match load_today(cfg, state, sources, a, date, previous.as_ref()) {
+        Ok(l) => l,
+        Err(message) => return Ok(failed(message)),
+    };
+    let taken_at = loaded.taken_at;
 
     // 2. Today's snapshot.
     let today = snapshot::Snapshot {
@@ -439,10 +489,10 @@ fn commit(
             authority: a.cvr,
             date,
             taken_at,
-            n_rows: list.n_rows,
-            n_duplicates: list.n_duplicates,
+            n_rows: loaded.n_rows,
+            n_duplicates: loaded.n_duplicates,
         },
-        keys: list.keys,
+        keys: loaded.keys,
     };
     let dir = snap_path.parent().expect("snapshot dir");
     fsutil::create_dir_all(dir)
@@ -453,7 +503,16 @@ fn commit(
     // 3. Diff and guard.
     let mut o = outcome(a, date, Status::Committed);
     o.keys = Some(today.keys.len() as u64);
-    o.duplicates = list.n_duplicates;
+    o.duplicates = loaded.n_duplicates;
+    o.anomalies = loaded.anomalies;
+    if let Some(list_id) = &loaded.change_list {
+        let record = ChangeListRecord {
+            list_id: list_id.clone(),
+            date: date.to_string(),
+            deleted: false,
+        };
+        record.write(state, a.cvr)?;
+    }
     let changes = match &previous {
         Some(prev) => {
             o.keys_before = Some(prev.keys.len() as u64);
@@ -511,7 +570,236 @@ fn commit(
     // 5. The pointer.
     move_pointer(state, a.cvr, date)?;
     crash::point("after-pointer");
+
+    // 6. Only now may the register delete the change list.
+    if a.list_mode == ListMode::Delta {
+        delete_pending_change_list(cfg, state, sources, a, Some(date), &mut o)?;
+    }
     Ok(o)
+}
+
+/// Today's keys and what the report says about them.
+struct Loaded {
+    keys: KeySet,
+    taken_at: i64,
+    n_rows: u64,
+    n_duplicates: u64,
+    anomalies: u64,
+    change_list: Option<String>,
+}
+
+/// Reads today's list from the configured source. `Err` is a message for
+/// the report: the authority fails, nothing is written.
+fn load_today(
+    cfg: &Config,
+    state: &State,
+    sources: &Sources,
+    a: &Authority,
+    date: Date,
+    previous: Option<&snapshot::Snapshot>,
+) -> Result<Loaded, String> {
+    let from_list = |list: parse::ParsedList, taken_at| Loaded {
+        keys: list.keys,
+        taken_at,
+        n_rows: list.n_rows,
+        n_duplicates: list.n_duplicates,
+        anomalies: 0,
+        change_list: None,
+    };
+    let tmp = state
+        .root
+        .join("tmp")
+        .join(format!("{}-{date}", cvr(a.cvr)));
+    match &cfg.source {
+        Source::Files(_) => {
+            let path = cfg.source_path(a.cvr, date).expect("file source");
+            let list = match parse::read_list(&path) {
+                Ok(l) => l,
+                Err(parse::ListFileError::Io { path, source })
+                    if source.kind() == io::ErrorKind::NotFound =>
+                {
+                    return Err(format!("no list: {} does not exist", path.display()));
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let taken_at = crate::cli::mtime(&path).map_err(|e| format!("{e:#}"))?;
+            Ok(from_list(list, taken_at))
+        }
+        Source::Https(template) => {
+            let url = Config::expand(template, a.cvr, date);
+            let client = sources.client(cfg, a).map_err(|e| format!("{e:#}"))?;
+            fs::create_dir_all(&tmp)
+                .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+            let file = tmp.join("list.csv");
+            let result = client
+                .download(&url, &file)
+                .map_err(|e| format!("{url}: {e}"))
+                .and_then(|()| {
+                    parse::read_list(&file).map_err(|e| {
+                        format!(
+                            "{url}: {}",
+                            e.to_string()
+                                .replacen(&file.display().to_string(), "", 1)
+                                .trim_start_matches(": ")
+                        )
+                    })
+                });
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(from_list(
+                result?,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            ))
+        }
+        Source::Oiorest => {
+            let client = sources.client(cfg, a).map_err(|e| format!("{e:#}"))?;
+            let kind = match a.list_mode {
+                ListMode::Full => wire::ListKind::Full,
+                ListMode::Delta => wire::ListKind::Change,
+            };
+            let fetched = client
+                .fetch_list(&a.register_sysid, date, kind, &tmp)
+                .map_err(|e| format!("register: {e}"))?;
+            let taken_at = time::OffsetDateTime::now_utc().unix_timestamp();
+            if kind == wire::ListKind::Full {
+                return Ok(Loaded {
+                    n_rows: fetched.n_entries,
+                    n_duplicates: fetched.n_duplicates,
+                    keys: fetched.up,
+                    taken_at,
+                    anomalies: 0,
+                    change_list: None,
+                });
+            }
+            let empty = KeySet::default();
+            let prev = previous.map_or(&empty, |p| &p.keys);
+            let applied = ChangeListRecord::read(state, a.cvr)
+                .map_err(|e| format!("{e:#}"))?
+                .is_some_and(|r| r.list_id == fetched.list_id);
+            let (keys, anomalies) = if applied {
+                tracing::warn!(authority_cvr = %cvr(a.cvr), "the register sent a change list that was already applied: nothing emitted for it");
+                (prev.clone(), 0)
+            } else {
+                diff::apply_delta(prev, &fetched.up, &fetched.off)
+            };
+            Ok(Loaded {
+                keys,
+                taken_at,
+                n_rows: fetched.n_entries,
+                n_duplicates: fetched.n_duplicates,
+                anomalies,
+                change_list: Some(fetched.list_id),
+            })
+        }
+    }
+}
+
+/// The change list last applied for an authority: `STATE/changelists/<cvr>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ChangeListRecord {
+    list_id: String,
+    date: String,
+    deleted: bool,
+}
+
+impl ChangeListRecord {
+    fn path(state: &State, authority: u32) -> PathBuf {
+        state.root.join("changelists").join(cvr(authority))
+    }
+
+    fn read(state: &State, authority: u32) -> anyhow::Result<Option<ChangeListRecord>> {
+        let path = Self::path(state, authority);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .with_context(|| format!("{}: corrupt change-list record", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn write(&self, state: &State, authority: u32) -> Result<(), Fatal> {
+        let path = Self::path(state, authority);
+        fsutil::create_dir_all(path.parent().expect("dir"))
+            .and_then(|()| {
+                fsutil::write_atomic(&path, &serde_json::to_vec(self).expect("serializable"))
+            })
+            .map_err(fatal(format!("change-list record {}", path.display())))
+    }
+}
+
+/// Deletes the recorded change list at the register if it is committed
+/// (its date at or before the current pointer) and not deleted yet. A
+/// failure is reported on the outcome; the next run tries again.
+fn delete_pending_change_list(
+    cfg: &Config,
+    state: &State,
+    sources: &Sources,
+    a: &Authority,
+    current: Option<Date>,
+    o: &mut Outcome,
+) -> Result<(), Fatal> {
+    let record = match ChangeListRecord::read(state, a.cvr) {
+        Ok(Some(r)) if !r.deleted => r,
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            o.message = Some(format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let committed =
+        current.is_some_and(|c| crate::cli::parse_date(&record.date).is_ok_and(|d| d <= c));
+    if !committed {
+        return Ok(());
+    }
+    let result = sources
+        .client(cfg, a)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|c| {
+            c.delete_change_list(&a.register_sysid, &record.list_id)
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => ChangeListRecord {
+            deleted: true,
+            ..record
+        }
+        .write(state, a.cvr),
+        Err(e) => {
+            tracing::warn!(authority_cvr = %cvr(a.cvr), error = %e, "change list not deleted");
+            o.message = Some(format!(
+                "change list not deleted at the register ({e}); the next run deletes it"
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Register clients, one per client certificate, made when first needed.
+#[derive(Default)]
+pub struct Sources {
+    clients: std::sync::Mutex<
+        std::collections::HashMap<(PathBuf, PathBuf), std::sync::Arc<fetch::Client>>,
+    >,
+}
+
+impl Sources {
+    fn client(&self, cfg: &Config, a: &Authority) -> anyhow::Result<std::sync::Arc<fetch::Client>> {
+        let register = cfg
+            .register
+            .as_ref()
+            .context("no [register] section in the config")?;
+        let (cert, key) = a
+            .client_cert
+            .clone()
+            .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
+        let mut clients = self.clients.lock().expect("lock");
+        if let Some(c) = clients.get(&(cert.clone(), key.clone())) {
+            return Ok(c.clone());
+        }
+        let client = std::sync::Arc::new(fetch::Client::new(register, &cert, &key)?);
+        clients.insert((cert, key), client.clone());
+        Ok(client)
+    }
 }
 
 fn move_pointer(state: &State, authority: u32, date: Date) -> Result<(), Fatal> {

@@ -1,0 +1,465 @@
+//! The Register client: OIOREST over HTTPS with mutual TLS.
+//!
+//! One [`Client`] per client certificate. A list is fetched as its
+//! reference collection, then its dellister in parallel (bounded), each
+//! streamed to a temp file, parsed from there and checked against the count
+//! the collection declares. Connection errors, timeouts and 5xx are retried
+//! with capped exponential backoff and full jitter; 4xx are not. A `Fejl`
+//! body becomes an error with its code and text. Also: deleting a change
+//! list, the SF2250 pass-through `PUT`s, CSV lists over HTTPS, and the
+//! service window (Sunday 00:00-04:00 Danish time).
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{BlockingRetryable, ExponentialBuilder};
+
+use crate::keys::{KeySet, sort_dedup};
+use crate::wire::{self, Fejl, ListKind, WireError};
+
+/// Settings of the connection to the Register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterConfig {
+    /// `https://host[:port]`, the Register's base URL.
+    pub base_url: String,
+    /// CA certificate(s) the Register's server certificate must chain to.
+    pub ca_cert: PathBuf,
+    /// Default client certificate and key (PEM).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (a delliste download must finish within it).
+    pub request_timeout: Duration,
+    /// Dellister in flight per authority.
+    pub concurrency: usize,
+    /// Authorities fetched at the same time.
+    pub parallel_authorities: usize,
+    /// Retries after the first attempt.
+    pub retries: usize,
+    /// Largest delay between retries.
+    pub max_backoff: Duration,
+}
+
+/// Why a call to the Register failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach the register: {0}")]
+    Transport(String),
+    #[error("the register answered HTTP {status}{}", fejl_suffix(.fejl))]
+    Status { status: u16, fejl: Option<Fejl> },
+    #[error("{what}: {source}")]
+    Wire { what: String, source: WireError },
+    #[error("{what} declares {declared} entries but holds {found}")]
+    CountMismatch {
+        what: String,
+        declared: u64,
+        found: u64,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+fn fejl_suffix(f: &Option<Fejl>) -> String {
+    match f {
+        Some(f) if f.code == "3000" => format!(
+            ": Fejl 3000 (access refused, e.g. the client certificate is not accepted): {}",
+            f.text
+        ),
+        Some(f) => format!(": Fejl {}: {}", f.code, f.text),
+        None => String::new(),
+    }
+}
+
+impl FetchError {
+    /// Connection errors, timeouts and 5xx are worth another attempt.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Transport(_) => true,
+            FetchError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// A fetched list.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedList {
+    /// The register's id of the list.
+    pub list_id: String,
+    /// Signed up (full lists: every key), sorted and unique.
+    pub up: KeySet,
+    /// Signed off (change lists only), sorted and unique.
+    pub off: KeySet,
+    /// Entries received.
+    pub n_entries: u64,
+    /// Entries whose key came twice.
+    pub n_duplicates: u64,
+    /// Dellister fetched.
+    pub n_dellister: usize,
+}
+
+/// A Register client with one client certificate.
+pub struct Client {
+    http: reqwest::blocking::Client,
+    cfg: RegisterConfig,
+}
+
+fn transport(e: reqwest::Error) -> FetchError {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    FetchError::Transport(msg)
+}
+
+impl Client {
+    /// Builds a client with `cert`/`key` as its identity.
+    pub fn new(cfg: &RegisterConfig, cert: &Path, key: &Path) -> anyhow::Result<Client> {
+        let mut pem = std::fs::read(cert)
+            .with_context(|| format!("cannot read client certificate {}", cert.display()))?;
+        pem.extend(
+            std::fs::read(key)
+                .with_context(|| format!("cannot read client key {}", key.display()))?,
+        );
+        let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+            format!(
+                "{} / {}: not a PEM certificate and key",
+                cert.display(),
+                key.display()
+            )
+        })?;
+        let ca_pem = std::fs::read(&cfg.ca_cert)
+            .with_context(|| format!("cannot read CA {}", cfg.ca_cert.display()))?;
+        let cas = reqwest::Certificate::from_pem_bundle(&ca_pem)
+            .with_context(|| format!("{}: not a PEM certificate file", cfg.ca_cert.display()))?;
+        let http = reqwest::blocking::Client::builder()
+            .tls_backend_rustls()
+            .tls_certs_only(cas)
+            .identity(identity)
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            .user_agent(concat!("nemsms-diff/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTPS client")?;
+        Ok(Client {
+            http,
+            cfg: cfg.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.cfg.base_url.trim_end_matches('/'))
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(self.cfg.max_backoff)
+            .with_max_times(self.cfg.retries)
+    }
+
+    /// Sends a request, retrying what is retryable; `Ok` for 2xx only.
+    fn send(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, FetchError> {
+        (|| {
+            let resp = make().send().map_err(transport)?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            let body = resp.bytes().unwrap_or_default();
+            Err(FetchError::Status {
+                status: status.as_u16(),
+                fejl: wire::parse_fejl(&body[..body.len().min(64 * 1024)]),
+            })
+        })
+        .retry(self.backoff())
+        .sleep(std::thread::sleep)
+        .when(FetchError::is_retryable)
+        .notify(|e, delay| tracing::warn!(call = what, error = %e, retry_in_ms = delay.as_millis() as u64, "retrying"))
+        .call()
+    }
+
+    /// Fetches the full list or the change list of `sysid` for `date`.
+    pub fn fetch_list(
+        &self,
+        sysid: &str,
+        date: time::Date,
+        kind: ListKind,
+        tmp: &Path,
+    ) -> Result<FetchedList, FetchError> {
+        let path = match kind {
+            ListKind::Full => wire::full_list_path(sysid),
+            ListKind::Change => wire::change_list_path(sysid),
+        };
+        let url = self.url(&path);
+        let date_s = date.to_string();
+        let body = self
+            .send("reference collection", || {
+                self.http.get(format!("{url}?dato={date_s}"))
+            })?
+            .bytes()
+            .map_err(transport)?;
+        let rc = wire::parse_references(&body).map_err(|source| FetchError::Wire {
+            what: "reference collection".into(),
+            source,
+        })?;
+        if rc.kind != kind {
+            return Err(FetchError::Wire {
+                what: "reference collection".into(),
+                source: WireError::Missing("ListeType matching the configured list mode"),
+            });
+        }
+        let declared: u64 = rc.references.iter().map(|r| r.count).sum();
+        if declared != rc.total {
+            return Err(FetchError::CountMismatch {
+                what: "the reference collection".into(),
+                declared: rc.total,
+                found: declared,
+            });
+        }
+        std::fs::create_dir_all(tmp)
+            .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", tmp.display())))?;
+        let dellister = self.fetch_dellister(&rc, tmp)?;
+        let _ = std::fs::remove_dir_all(tmp);
+        let mut out = FetchedList {
+            list_id: rc.list_id,
+            n_dellister: dellister.len(),
+            ..FetchedList::default()
+        };
+        let (mut cu, mut vu, mut co, mut vo) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for d in dellister {
+            out.n_entries += d.count;
+            cu.extend(d.cpr_up);
+            vu.extend(d.cvr_up);
+            co.extend(d.cpr_off);
+            vo.extend(d.cvr_off);
+        }
+        out.n_duplicates =
+            sort_dedup(&mut cu) + sort_dedup(&mut vu) + sort_dedup(&mut co) + sort_dedup(&mut vo);
+        out.up = KeySet { cpr: cu, cvr: vu };
+        out.off = KeySet { cpr: co, cvr: vo };
+        Ok(out)
+    }
+
+    fn fetch_dellister(
+        &self,
+        rc: &wire::ReferenceCollection,
+        tmp: &Path,
+    ) -> Result<Vec<wire::Delliste>, FetchError> {
+        let n = rc.references.len();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<wire::Delliste>>> = Mutex::new(vec![None; n]);
+        let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..self.cfg.concurrency.clamp(1, n.max(1)) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n || stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp) {
+                            Ok(d) => results.lock().expect("lock")[i] = Some(d),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                first_error.lock().expect("lock").get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().expect("lock") {
+            let _ = std::fs::remove_dir_all(tmp);
+            return Err(e);
+        }
+        Ok(results
+            .into_inner()
+            .expect("lock")
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    fn fetch_delliste(
+        &self,
+        r: &wire::Reference,
+        n: usize,
+        kind: ListKind,
+        tmp: &Path,
+    ) -> Result<wire::Delliste, FetchError> {
+        let url = self.url(&r.href);
+        let file = tmp.join(format!("delliste-{n}.xml"));
+        let what = format!("delliste {n}");
+        // The whole download is the unit of retry: a body cut short is a
+        // transport error and is fetched again from the start.
+        (|| {
+            let mut resp = self.send(&what, || self.http.get(&url))?;
+            let mut out = std::fs::File::create(&file)
+                .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
+            resp.copy_to(&mut out).map_err(transport)?;
+            Ok(())
+        })
+        .retry(self.backoff())
+        .sleep(std::thread::sleep)
+        .when(FetchError::is_retryable)
+        .call()?;
+        let reader = std::fs::File::open(&file)
+            .map_err(|e| FetchError::Io(format!("cannot read {}: {e}", file.display())))?;
+        let d = wire::parse_delliste(BufReader::with_capacity(1 << 16, reader), kind).map_err(
+            |source| FetchError::Wire {
+                what: what.clone(),
+                source,
+            },
+        )?;
+        let _ = std::fs::remove_file(&file);
+        if d.count != r.count {
+            return Err(FetchError::CountMismatch {
+                what,
+                declared: r.count,
+                found: d.count,
+            });
+        }
+        Ok(d)
+    }
+
+    /// Deletes a change list that has been committed.
+    pub fn delete_change_list(&self, sysid: &str, list_id: &str) -> Result<(), FetchError> {
+        let url = self.url(&wire::delete_change_list_path(sysid, list_id));
+        self.send("delete change list", || self.http.delete(&url))
+            .map(|_| ())
+    }
+
+    /// `PUT` of an XML body (the SF2250 pass-through calls).
+    pub fn put(&self, path: &str, body: Vec<u8>) -> Result<u16, FetchError> {
+        let url = self.url(path);
+        self.send("put", || {
+            self.http
+                .put(&url)
+                .header("Content-Type", "application/xml; charset=utf-8")
+                .body(body.clone())
+        })
+        .map(|r| r.status().as_u16())
+    }
+
+    /// Downloads a file (a CSV list over HTTPS) to `dest`, streaming.
+    pub fn download(&self, url: &str, dest: &Path) -> Result<(), FetchError> {
+        (|| {
+            let mut resp = self.send("list download", || self.http.get(url))?;
+            let mut out = std::fs::File::create(dest)
+                .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", dest.display())))?;
+            resp.copy_to(&mut out).map_err(transport)?;
+            Ok(())
+        })
+        .retry(self.backoff())
+        .sleep(std::thread::sleep)
+        .when(FetchError::is_retryable)
+        .call()
+    }
+}
+
+/// If `now` is inside NemSMS's service window (Sunday 00:00-04:00,
+/// Europe/Copenhagen), the moment it ends.
+pub fn service_window_end(now: &jiff::ZonedDateTime) -> Option<jiff::ZonedDateTime> {
+    let local = now.in_tz("Europe/Copenhagen").ok()?;
+    if local.weekday() != jiff::civil::Weekday::Sunday || local.hour() >= 4 {
+        return None;
+    }
+    local.date().at(4, 0, 0, 0).in_tz("Europe/Copenhagen").ok()
+}
+
+/// The current time, or `NEMSMS_DIFF_NOW` (RFC 3339 / RFC 9557) for tests.
+pub fn now() -> jiff::ZonedDateTime {
+    std::env::var("NEMSMS_DIFF_NOW")
+        .ok()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map(|t| {
+            t.in_tz("Europe/Copenhagen")
+                .unwrap_or_else(|_| t.to_zoned_datetime(jiff::tz::TimeZone::UTC))
+        })
+        .unwrap_or_else(jiff::ZonedDateTime::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::ZonedDateTime {
+        s.parse::<jiff::Timestamp>()
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+    }
+
+    #[test]
+    fn service_window_is_sunday_night_danish_time() {
+        // 2026-11-29 is a Sunday; Denmark is UTC+1 in winter.
+        assert!(
+            service_window_end(&at("2026-11-28T22:59:00Z")).is_none(),
+            "Saturday 23:59"
+        );
+        let end = service_window_end(&at("2026-11-28T23:00:00Z")).expect("Sunday 00:00");
+        assert_eq!(
+            end.timestamp(),
+            "2026-11-29T03:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert!(
+            service_window_end(&at("2026-11-29T02:59:59Z")).is_some(),
+            "Sunday 03:59:59"
+        );
+        assert!(
+            service_window_end(&at("2026-11-29T03:00:00Z")).is_none(),
+            "Sunday 04:00"
+        );
+        // Summer time: UTC+2.
+        assert!(
+            service_window_end(&at("2026-06-27T22:30:00Z")).is_some(),
+            "Sunday 00:30 CEST"
+        );
+    }
+
+    #[test]
+    fn retry_policy() {
+        assert!(FetchError::Transport("reset".into()).is_retryable());
+        assert!(
+            FetchError::Status {
+                status: 503,
+                fejl: None
+            }
+            .is_retryable()
+        );
+        assert!(
+            !FetchError::Status {
+                status: 403,
+                fejl: None
+            }
+            .is_retryable()
+        );
+        let e = FetchError::Status {
+            status: 403,
+            fejl: Some(Fejl {
+                id: "x".into(),
+                code: "3000".into(),
+                text: "Ingen adgang".into(),
+            }),
+        };
+        assert!(e.to_string().contains("Fejl 3000 (access refused"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! TLS material: PEM loading, rustls server configs with client-certificate
+//! verification, and test certificates made at run time (rcgen).
+//!
+//! `nemsms-diff simulate certs --out DIR` writes a complete set for the
+//! simulators, tests, demos and benchmarks: a CA, a server certificate for
+//! `localhost`/`127.0.0.1`, a client certificate signed by the CA (an
+//! authority's FOCES stand-in), and a client certificate from another CA
+//! (one the register must refuse).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read certificate {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not a PEM certificate file", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in the file",
+        path.display()
+    );
+    Ok(certs)
+}
+
+/// Reads the private key of a PEM file.
+pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read key {}", path.display()))?;
+    rustls_pemfile::private_key(&mut &pem[..])
+        .with_context(|| format!("{}: not a PEM key file", path.display()))?
+        .with_context(|| format!("{}: no private key in the file", path.display()))
+}
+
+/// The process-wide crypto provider (aws-lc-rs, as reqwest uses), installed once.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let p = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let _ = rustls::crypto::CryptoProvider::install_default(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            );
+            p
+        })
+        .clone()
+}
+
+/// A server config; with `client_ca`, clients must present a certificate
+/// signed by it.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_certs(ca)? {
+                roots.add(c).context("client CA certificate")?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .context("server certificate and key do not match")
+}
+
+/// Writes a test CA, server and client certificates into `dir`.
+pub fn generate_test_certs(dir: &Path) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: &str, text: &str| -> anyhow::Result<()> {
+        crate::fsutil::write_atomic(&dir.join(name), text.as_bytes())
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))
+    };
+    let ca = |cn: &str| -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), Issuer::new(params, key)))
+    };
+    let leaf = |names: Vec<String>,
+                cn: &str,
+                issuer: &Issuer<'static, KeyPair>|
+     -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (ca_pem, ca_issuer) = ca("nemsms-diff test CA")?;
+    write("ca.pem", &ca_pem)?;
+    let (server, server_key) = leaf(
+        vec!["localhost".into(), "127.0.0.1".into()],
+        "localhost",
+        &ca_issuer,
+    )?;
+    write("server.pem", &server)?;
+    write("server-key.pem", &server_key)?;
+    let (client, client_key) = leaf(vec![], "FOCES test client", &ca_issuer)?;
+    write("client.pem", &client)?;
+    write("client-key.pem", &client_key)?;
+    let (_, other_issuer) = ca("some other CA")?;
+    let (other, other_key) = leaf(vec![], "unknown client", &other_issuer)?;
+    write("other-client.pem", &other)?;
+    write("other-client-key.pem", &other_key)?;
+    Ok(())
+}
