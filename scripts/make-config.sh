@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
 # Writes a config for every authority of a generated data set:
 #   scripts/make-config.sh LISTS_DIR STATE_DIR > config.toml
-# (absolute paths, so the config can live anywhere).
+# With REGISTER_URL=https://127.0.0.1:PORT and CERTS=DIR (from
+# `nemsms-diff simulate certs`), the lists come from the register over
+# OIOREST; LIST_MODE=delta makes every authority a change-list authority.
+# Absolute paths, so the config can live anywhere.
 set -euo pipefail
 lists=$(cd "$1" && pwd)
 state=$2
 first_day=$(ls "$lists" | head -1)
-sed -n '/^\[envelope\]/,/^sikkerhedsklassificering/p' "$(dirname "$0")/../fixtures/config.example.toml" >/tmp/.envelope.$$
-cat <<TOML
+if [[ -n "${REGISTER_URL:-}" ]]; then
+    certs=$(cd "${CERTS:?CERTS=DIR is needed with REGISTER_URL}" && pwd)
+    cat <<TOML
+state_dir = "$state"
+source = "oiorest"
+
+[register]
+base_url = "$REGISTER_URL"
+ca_cert = "$certs/ca.pem"
+client_cert = "$certs/client.pem"
+client_key = "$certs/client-key.pem"
+retries = ${RETRIES:-4}
+max_backoff_secs = 1
+TOML
+else
+    cat <<TOML
 state_dir = "$state"
 source = "file://$lists/{date}/{authority}.csv"
 TOML
-cat /tmp/.envelope.$$
-rm -f /tmp/.envelope.$$
+fi
+echo
+sed -n '/^\[envelope\]/,/^sikkerhedsklassificering/p' "$(dirname "$0")/../fixtures/config.example.toml"
 i=0
 for f in "$lists/$first_day"/*.csv; do
     i=$((i + 1))
     cvr=$(basename "$f" .csv)
-    printf '\n[[authority]]\ncvr = "%s"\nname = "Kommune %d"\nregister_sysid = "%d"\n' "$cvr" "$i" $((100000 + i))
+    printf '\n[[authority]]\ncvr = "%s"\nname = "Kommune %d"\nregister_sysid = "%d"\nlist_mode = "%s"\n' \
+        "$cvr" "$i" $((100000 + i)) "${LIST_MODE:-full}"
 done

@@ -51,6 +51,105 @@ pub enum Command {
     /// Look inside the outbox.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// SF2250 pass-through calls to the Register for one end user.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Test doubles that speak the real protocols over loopback.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct UserTarget {
+    /// The configuration file ([register] and the authority's SysID).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The authority's CVR.
+    #[arg(long, value_parser = parse_cvr_arg)]
+    pub authority: u32,
+    /// The citizen's CPR number.
+    #[arg(long, conflicts_with = "cvr", required_unless_present = "cvr")]
+    pub cpr: Option<String>,
+    /// The company's CVR number.
+    #[arg(long)]
+    pub cvr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// OpdaterBorgerNemSMS: create or update the end user's master data
+    /// (PUT …/boks/{nummer} with a SlutbrugerStamdata body).
+    Update {
+        #[command(flatten)]
+        target: UserTarget,
+        /// The SlutbrugerStamdata XML body.
+        #[arg(long)]
+        stamdata: PathBuf,
+    },
+    /// TilmeldNemSMS: sign the end user up at all authorities
+    /// (PUT …/boks/{nummer}/myndighedstilmelding, Myndighedstilmelding = true).
+    Signup {
+        #[command(flatten)]
+        target: UserTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// The NemSMS Register over HTTPS with client certificates.
+    Register(RegisterSimArgs),
+    /// Write test certificates: CA, server, client, and a client of another CA.
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterSimArgs {
+    /// Lists made by `generate` (DATA/<date>/<cvr>.csv).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Server certificate (PEM).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Server key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// A nemsms-diff config for the SysID → CVR map (default: SysID = CVR).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Entries per delliste.
+    #[arg(long, default_value_t = 100_000)]
+    pub delliste_size: usize,
+    /// Fault: answer this share of requests with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_share: f64,
+    /// Fault: delay every answer by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub slow_ms: u64,
+    /// Fault: cut this authority's dellister off halfway (repeatable).
+    #[arg(long, value_parser = parse_cvr_arg)]
+    pub truncate: Vec<u32>,
+    /// Fault: declare one entry too many for this authority (repeatable).
+    #[arg(long, value_parser = parse_cvr_arg)]
+    pub wrong_count: Vec<u32>,
+    /// Fault: refuse this authority with Fejl 3000 (repeatable).
+    #[arg(long, value_parser = parse_cvr_arg)]
+    pub deny: Vec<u32>,
+    /// Append every PUT and DELETE received to this file (JSON lines).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Seed of the fault injection.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +356,40 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             run_command(&a.common, dates, "backfill")
         }
         Command::Outbox(OutboxCommand::List { config, json }) => outbox_list(&config, json),
+        Command::User(UserCommand::Update { target, stamdata }) => {
+            let body = std::fs::read(&stamdata).with_context(|| format!("cannot read {}", stamdata.display()))?;
+            user_call(&target, body, false)
+        }
+        Command::User(UserCommand::Signup { target }) => {
+            user_call(&target, crate::wire::myndighedstilmelding_body().into_bytes(), true)
+        }
+        Command::Simulate(SimulateCommand::Certs { out }) => {
+            crate::tls::generate_test_certs(&out)?;
+            eprintln!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, other-client.pem, other-client-key.pem to {}", out.display());
+            Ok(exit::OK)
+        }
+        Command::Simulate(SimulateCommand::Register(a)) => {
+            if !(0.0..=1.0).contains(&a.fail_share) {
+                bail!(UsageError("--fail-share must be between 0 and 1".into()));
+            }
+            crate::simulate::serve_register(crate::simulate::RegisterOptions {
+                data: a.data,
+                listen: a.listen,
+                cert: a.cert,
+                key: a.key,
+                client_ca: a.client_ca,
+                config: a.config,
+                delliste_size: a.delliste_size,
+                fail_share: a.fail_share,
+                slow_ms: a.slow_ms,
+                truncate: a.truncate,
+                wrong_count: a.wrong_count,
+                deny: a.deny,
+                record: a.record,
+                seed: a.seed,
+            })?;
+            Ok(exit::OK)
+        }
         Command::Outbox(OutboxCommand::Show {
             config,
             authority,
@@ -333,6 +466,56 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
     } else {
         exit::PARTIAL
     })
+}
+
+/// One SF2250 pass-through `PUT`; the number is validated first and never printed.
+fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(&t.config)?;
+    let authority = cfg.authority(t.authority).ok_or_else(|| {
+        UsageError(format!("authority {} is not in {}", keys::format(KeyKind::Cvr, t.authority), t.config.display()))
+    })?;
+    let register = cfg
+        .register
+        .as_ref()
+        .ok_or_else(|| UsageError(format!("{}: no [register] section", t.config.display())))?;
+    let (nummer, kind) = match (&t.cpr, &t.cvr) {
+        (Some(cpr), None) => (cpr, KeyKind::Cpr),
+        (None, Some(cvr)) => (cvr, KeyKind::Cvr),
+        _ => bail!(UsageError("give exactly one of --cpr and --cvr".into())),
+    };
+    let value = keys::parse_kind(kind, nummer.trim().as_bytes())
+        .map_err(|e| UsageError(format!("--{}: {e}", kind.as_str().to_lowercase())))?;
+    let nummer = keys::format(kind, value);
+    if !signup {
+        let mut reader = quick_xml::Reader::from_reader(&body[..]);
+        let mut buf = Vec::new();
+        loop {
+            match reader.read_event_into(&mut buf) {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(quick_xml::events::Event::DocType(_)) => bail!(UsageError("--stamdata: a DOCTYPE is not allowed".into())),
+                Ok(_) => buf.clear(),
+                Err(e) => bail!(UsageError(format!("--stamdata: not well-formed XML: {e}"))),
+            }
+        }
+    }
+    let (cert, key) = authority
+        .client_cert
+        .clone()
+        .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
+    let client = crate::fetch::Client::new(register, &cert, &key)?;
+    let path = if signup {
+        crate::wire::myndighedstilmelding_path(&authority.register_sysid, &nummer)
+    } else {
+        crate::wire::boks_path(&authority.register_sysid, &nummer)
+    };
+    let status = client.put(&path, body).map_err(|e| anyhow::anyhow!("{}: {e}", if signup { "TilmeldNemSMS" } else { "OpdaterBorgerNemSMS" }))?;
+    eprintln!(
+        "{} for a {} at authority {}: HTTP {status}",
+        if signup { "TilmeldNemSMS" } else { "OpdaterBorgerNemSMS" },
+        kind,
+        keys::format(KeyKind::Cvr, authority.cvr)
+    );
+    Ok(exit::OK)
 }
 
 fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {

@@ -49,6 +49,11 @@ pub struct RegisterConfig {
 pub enum FetchError {
     #[error("cannot reach the register: {0}")]
     Transport(String),
+    #[error(
+        "the TLS handshake with the register failed: {0} (is the client certificate valid and \
+         issued by a CA the register trusts, and does the register's certificate chain to ca_cert?)"
+    )]
+    Tls(String),
     #[error("the register answered HTTP {status}{}", fejl_suffix(.fejl))]
     Status { status: u16, fejl: Option<Fejl> },
     #[error("{what}: {source}")]
@@ -116,7 +121,12 @@ fn transport(e: reqwest::Error) -> FetchError {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    FetchError::Transport(msg)
+    let tls = ["alert", "certificate", "UnknownIssuer", "handshake"];
+    if tls.iter().any(|t| msg.contains(t)) {
+        FetchError::Tls(msg)
+    } else {
+        FetchError::Transport(msg)
+    }
 }
 
 impl Client {

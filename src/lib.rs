@@ -19,6 +19,7 @@ pub mod keys;
 pub mod outbox;
 pub mod parse;
 pub mod run;
+pub mod simulate;
 pub mod snapshot;
 pub mod tls;
 pub mod wire;

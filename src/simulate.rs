@@ -1,0 +1,395 @@
+//! The register simulator: the NemSMS Register's list calls over HTTPS.
+//!
+//! Serves lists made by `generate` (`DATA/<date>/<cvr>.csv`) in the wire
+//! format of [`crate::wire`], with client-certificate verification: full
+//! lists, change lists computed between the last deleted day and the asked
+//! day (deletable), and the `PUT` pass-through calls (recorded). Fault
+//! injection: a share of 500 answers, slow answers, truncated bodies, a
+//! wrong declared count, `Fejl` 3000. Prints the address it listens on and
+//! stops on SIGTERM or SIGINT.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use rand::{Rng, SeedableRng};
+use time::Date;
+
+use crate::diff::{self, Change};
+use crate::keys::{self, KeyKind, KeySet};
+use crate::wire::{self, ListKind};
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct RegisterOptions {
+    /// Lists made by `generate`.
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+    /// A nemsms-diff config whose authorities give the SysID → CVR map
+    /// (default: the SysID is the CVR).
+    pub config: Option<PathBuf>,
+    /// Entries per delliste.
+    pub delliste_size: usize,
+    /// Share of requests answered 500.
+    pub fail_share: f64,
+    /// Delay before every answer, in milliseconds.
+    pub slow_ms: u64,
+    /// Authorities whose dellister are cut off halfway.
+    pub truncate: Vec<u32>,
+    /// Authorities whose reference collection declares one entry too many.
+    pub wrong_count: Vec<u32>,
+    /// Authorities refused with `Fejl` 3000.
+    pub deny: Vec<u32>,
+    /// Append every PUT and DELETE as a JSON line to this file.
+    pub record: Option<PathBuf>,
+    pub seed: u64,
+}
+
+#[derive(Clone)]
+enum ListData {
+    Full(Arc<KeySet>),
+    Change(Arc<Vec<(KeyKind, u32, Change)>>),
+}
+
+impl ListData {
+    fn len(&self) -> usize {
+        match self {
+            ListData::Full(k) => k.len(),
+            ListData::Change(c) => c.len(),
+        }
+    }
+
+    fn write(&self, from: usize, to: usize, out: &mut Vec<u8>) {
+        match self {
+            ListData::Full(k) => {
+                for i in from..to {
+                    let (kind, key) = if i < k.cpr.len() {
+                        (KeyKind::Cpr, k.cpr[i])
+                    } else {
+                        (KeyKind::Cvr, k.cvr[i - k.cpr.len()])
+                    };
+                    wire::write_entry(out, kind, key, None);
+                }
+            }
+            ListData::Change(c) => {
+                for &(kind, key, change) in &c[from..to] {
+                    wire::write_entry(out, kind, key, Some(change));
+                }
+            }
+        }
+    }
+}
+
+struct Served {
+    cvr: u32,
+    date: Date,
+    data: ListData,
+}
+
+struct Sim {
+    opts: RegisterOptions,
+    sysids: HashMap<String, u32>,
+    lists: Mutex<HashMap<(u32, Date), Arc<KeySet>>>,
+    /// Per authority: the day through which change lists were deleted.
+    consumed: Mutex<HashMap<u32, Date>>,
+    served: Mutex<HashMap<String, Arc<Served>>>,
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+    record: Mutex<Option<std::fs::File>>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+fn fejl(status: StatusCode, code: &str, text: &str) -> Resp {
+    let id = uuid::Uuid::new_v4().to_string();
+    respond(status, wire::write_fejl(&id, code, text))
+}
+
+impl Sim {
+    fn keys(&self, cvr: u32, date: Date) -> Result<Arc<KeySet>, Resp> {
+        if let Some(k) = self.lists.lock().expect("lock").get(&(cvr, date)) {
+            return Ok(k.clone());
+        }
+        let path = self.opts.data.join(date.to_string()).join(format!("{}.csv", keys::format(KeyKind::Cvr, cvr)));
+        let list = crate::parse::read_list(&path)
+            .map_err(|e| fejl(StatusCode::NOT_FOUND, "4040", &format!("no list: {e}")))?;
+        let keys = Arc::new(list.keys);
+        self.lists.lock().expect("lock").insert((cvr, date), keys.clone());
+        Ok(keys)
+    }
+
+    fn record(&self, method: &str, path: &str, body: &[u8]) {
+        if let Some(file) = self.record.lock().expect("lock").as_mut() {
+            let line = serde_json::json!({"method": method, "path": path, "body": String::from_utf8_lossy(body)});
+            let _ = writeln!(file, "{line}");
+            let _ = file.flush();
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+        if self.opts.slow_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.opts.slow_ms)).await;
+        }
+        let fail = self.opts.fail_share > 0.0 && self.rng.lock().expect("lock").random_bool(self.opts.fail_share.min(1.0));
+        if fail {
+            return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"));
+        }
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, "unreadable body")),
+        };
+        Ok(self.route(&method, &path, &query, &body))
+    }
+
+    fn route(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Resp {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["register", sysid, rest @ ..] = parts.as_slice() else {
+            return fejl(StatusCode::NOT_FOUND, "4040", "unknown path");
+        };
+        let Some(&cvr) = self.sysids.get(*sysid) else {
+            return fejl(StatusCode::NOT_FOUND, "4041", "unknown SysID");
+        };
+        if self.opts.deny.contains(&cvr) {
+            return fejl(StatusCode::FORBIDDEN, "3000", "Ingen adgang: klientcertifikatet er ikke godkendt til denne myndighed");
+        }
+        let date = || {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("dato="))
+                .and_then(|d| crate::cli::parse_date(d).ok())
+        };
+        match (method, rest) {
+            (&Method::GET, ["slutbrugerliste"]) => match date() {
+                Some(d) => self.references(cvr, sysid, d, ListKind::Full),
+                None => fejl(StatusCode::BAD_REQUEST, "4000", "dato=YYYY-MM-DD is required"),
+            },
+            (&Method::GET, ["aendringsliste"]) => match date() {
+                Some(d) => self.references(cvr, sysid, d, ListKind::Change),
+                None => fejl(StatusCode::BAD_REQUEST, "4000", "dato=YYYY-MM-DD is required"),
+            },
+            (&Method::GET, ["liste", id, "delliste", n]) => self.delliste(cvr, id, n),
+            (&Method::DELETE, ["aendringsliste", id]) => {
+                self.record("DELETE", path, b"");
+                self.delete(cvr, id)
+            }
+            (&Method::PUT, ["boks", nummer]) | (&Method::PUT, ["boks", nummer, "myndighedstilmelding"]) => {
+                if keys::parse_any(nummer.as_bytes()).is_err() {
+                    return fejl(StatusCode::BAD_REQUEST, "4002", "invalid CPR or CVR number");
+                }
+                if body.is_empty() {
+                    return fejl(StatusCode::BAD_REQUEST, "4003", "empty body");
+                }
+                self.record("PUT", path, body);
+                respond(StatusCode::NO_CONTENT, Bytes::new())
+            }
+            _ => fejl(StatusCode::NOT_FOUND, "4040", "unknown path"),
+        }
+    }
+
+    fn references(&self, cvr: u32, sysid: &str, date: Date, kind: ListKind) -> Resp {
+        let today = match self.keys(cvr, date) {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        let (id, data) = match kind {
+            ListKind::Full => (format!("fuld-{cvr}-{date}"), ListData::Full(today)),
+            ListKind::Change => {
+                let base_date = self.consumed.lock().expect("lock").get(&cvr).copied();
+                let base = match base_date {
+                    Some(b) => match self.keys(cvr, b) {
+                        Ok(k) => k,
+                        Err(r) => return r,
+                    },
+                    None => Arc::new(KeySet::default()),
+                };
+                let changes = diff::diff(&base, &today);
+                let events: Vec<_> = changes.events().collect();
+                let base_s = base_date.map_or("start".to_owned(), |d| d.to_string());
+                (format!("aendring-{cvr}-{base_s}-{date}"), ListData::Change(Arc::new(events)))
+            }
+        };
+        let n = data.len();
+        let size = self.opts.delliste_size.max(1);
+        let mut references = Vec::new();
+        for (i, from) in (0..n).step_by(size).enumerate() {
+            references.push(wire::Reference {
+                href: wire::delliste_path(sysid, &id, i + 1),
+                count: (n - from).min(size) as u64,
+            });
+        }
+        let mut total = n as u64;
+        if self.opts.wrong_count.contains(&cvr)
+            && let Some(first) = references.first_mut()
+        {
+            first.count += 1;
+            total += 1;
+        }
+        self.served
+            .lock()
+            .expect("lock")
+            .insert(id.clone(), Arc::new(Served { cvr, date, data }));
+        respond(
+            StatusCode::OK,
+            wire::write_references(&wire::ReferenceCollection {
+                list_id: id,
+                kind,
+                date: date.to_string(),
+                total,
+                references,
+            }),
+        )
+    }
+
+    fn delliste(&self, cvr: u32, id: &str, n: &str) -> Resp {
+        let Some(served) = self.served.lock().expect("lock").get(id).cloned() else {
+            return fejl(StatusCode::NOT_FOUND, "4042", "unknown list");
+        };
+        let Ok(n) = n.parse::<usize>() else {
+            return fejl(StatusCode::NOT_FOUND, "4043", "unknown delliste");
+        };
+        if served.cvr != cvr || n == 0 {
+            return fejl(StatusCode::NOT_FOUND, "4043", "unknown delliste");
+        }
+        let size = self.opts.delliste_size.max(1);
+        let from = (n - 1) * size;
+        if from >= served.data.len() {
+            return fejl(StatusCode::NOT_FOUND, "4043", "unknown delliste");
+        }
+        let to = (from + size).min(served.data.len());
+        let mut out = wire::delliste_start().into_bytes();
+        out.reserve((to - from) * 48);
+        served.data.write(from, to, &mut out);
+        out.extend_from_slice(wire::DELLISTE_END.as_bytes());
+        if self.opts.truncate.contains(&cvr) {
+            // Declare the whole body, send half: the client sees the
+            // connection end early.
+            let full = out.len();
+            out.truncate(full / 2);
+            let mut r = respond(StatusCode::OK, out);
+            r.headers_mut().insert(hyper::header::CONTENT_LENGTH, full.into());
+            return r;
+        }
+        respond(StatusCode::OK, out)
+    }
+
+    fn delete(&self, cvr: u32, id: &str) -> Resp {
+        let Some(served) = self.served.lock().expect("lock").get(id).cloned() else {
+            return fejl(StatusCode::NOT_FOUND, "4042", "unknown list");
+        };
+        if !matches!(served.data, ListData::Change(_)) || served.cvr != cvr {
+            return fejl(StatusCode::BAD_REQUEST, "4004", "not a change list of this authority");
+        }
+        let mut consumed = self.consumed.lock().expect("lock");
+        if consumed.get(&cvr).is_some_and(|&d| d >= served.date) {
+            return fejl(StatusCode::NOT_FOUND, "4044", "change list already deleted");
+        }
+        consumed.insert(cvr, served.date);
+        respond(StatusCode::NO_CONTENT, Bytes::new())
+    }
+}
+
+fn sysid_map(config: Option<&Path>, data: &Path) -> anyhow::Result<HashMap<String, u32>> {
+    let mut map = HashMap::new();
+    if let Some(path) = config {
+        let cfg = crate::config::Config::load(path)?;
+        for a in &cfg.authorities {
+            map.insert(a.register_sysid.clone(), a.cvr);
+        }
+        return Ok(map);
+    }
+    // Without a config: every authority of the data set, SysID = CVR.
+    for day in std::fs::read_dir(data).with_context(|| format!("cannot read {}", data.display()))? {
+        let day = day?.path();
+        if !day.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&day)? {
+            let name = f?.file_name().to_string_lossy().into_owned();
+            if let Some(cvr) = name.strip_suffix(".csv").and_then(|c| keys::parse_cvr_str(c).ok()) {
+                map.insert(keys::format(KeyKind::Cvr, cvr), cvr);
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Runs the simulator until SIGTERM or SIGINT.
+pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
+    let tls = crate::tls::server_config(&opts.cert, &opts.key, opts.client_ca.as_deref())?;
+    let sysids = sysid_map(opts.config.as_deref(), &opts.data)?;
+    let record = match &opts.record {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let sim = Arc::new(Sim {
+        rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed)),
+        opts,
+        sysids,
+        lists: Mutex::default(),
+        consumed: Mutex::default(),
+        served: Mutex::default(),
+        record: Mutex::new(record),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(sim, Arc::new(tls)))
+}
+
+async fn serve(sim: Arc<Sim>, tls: Arc<rustls::ServerConfig>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(sim.opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", sim.opts.listen))?;
+    let addr = listener.local_addr()?;
+    println!("register simulator listening on https://{addr}");
+    std::io::stdout().flush()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (tcp, _) = tokio::select! {
+            conn = listener.accept() => conn?,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let acceptor = acceptor.clone();
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return; // e.g. no or an unknown client certificate
+            };
+            let service = hyper::service::service_fn(move |req| sim.clone().handle(req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    eprintln!("register simulator stopped");
+    Ok(())
+}
