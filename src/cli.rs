@@ -97,7 +97,7 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum SimulateCommand {
     /// The NemSMS Register over HTTPS with client certificates.
-    Register(RegisterSimArgs),
+    Register(Box<RegisterSimArgs>),
     /// Write test certificates: CA, server, client, and a client of another CA.
     Certs {
         /// Output directory.
@@ -357,21 +357,28 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Outbox(OutboxCommand::List { config, json }) => outbox_list(&config, json),
         Command::User(UserCommand::Update { target, stamdata }) => {
-            let body = std::fs::read(&stamdata).with_context(|| format!("cannot read {}", stamdata.display()))?;
+            let body = std::fs::read(&stamdata)
+                .with_context(|| format!("cannot read {}", stamdata.display()))?;
             user_call(&target, body, false)
         }
-        Command::User(UserCommand::Signup { target }) => {
-            user_call(&target, crate::wire::myndighedstilmelding_body().into_bytes(), true)
-        }
+        Command::User(UserCommand::Signup { target }) => user_call(
+            &target,
+            crate::wire::myndighedstilmelding_body().into_bytes(),
+            true,
+        ),
         Command::Simulate(SimulateCommand::Certs { out }) => {
             crate::tls::generate_test_certs(&out)?;
-            eprintln!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, other-client.pem, other-client-key.pem to {}", out.display());
+            eprintln!(
+                "wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, other-client.pem, other-client-key.pem to {}",
+                out.display()
+            );
             Ok(exit::OK)
         }
         Command::Simulate(SimulateCommand::Register(a)) => {
             if !(0.0..=1.0).contains(&a.fail_share) {
                 bail!(UsageError("--fail-share must be between 0 and 1".into()));
             }
+            let a = *a;
             crate::simulate::serve_register(crate::simulate::RegisterOptions {
                 data: a.data,
                 listen: a.listen,
@@ -472,7 +479,11 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
 fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> {
     let cfg = load_config(&t.config)?;
     let authority = cfg.authority(t.authority).ok_or_else(|| {
-        UsageError(format!("authority {} is not in {}", keys::format(KeyKind::Cvr, t.authority), t.config.display()))
+        UsageError(format!(
+            "authority {} is not in {}",
+            keys::format(KeyKind::Cvr, t.authority),
+            t.config.display()
+        ))
     })?;
     let register = cfg
         .register
@@ -492,7 +503,9 @@ fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> 
         loop {
             match reader.read_event_into(&mut buf) {
                 Ok(quick_xml::events::Event::Eof) => break,
-                Ok(quick_xml::events::Event::DocType(_)) => bail!(UsageError("--stamdata: a DOCTYPE is not allowed".into())),
+                Ok(quick_xml::events::Event::DocType(_)) => {
+                    bail!(UsageError("--stamdata: a DOCTYPE is not allowed".into()))
+                }
                 Ok(_) => buf.clear(),
                 Err(e) => bail!(UsageError(format!("--stamdata: not well-formed XML: {e}"))),
             }
@@ -508,10 +521,23 @@ fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> 
     } else {
         crate::wire::boks_path(&authority.register_sysid, &nummer)
     };
-    let status = client.put(&path, body).map_err(|e| anyhow::anyhow!("{}: {e}", if signup { "TilmeldNemSMS" } else { "OpdaterBorgerNemSMS" }))?;
+    let status = client.put(&path, body).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            if signup {
+                "TilmeldNemSMS"
+            } else {
+                "OpdaterBorgerNemSMS"
+            }
+        )
+    })?;
     eprintln!(
         "{} for a {} at authority {}: HTTP {status}",
-        if signup { "TilmeldNemSMS" } else { "OpdaterBorgerNemSMS" },
+        if signup {
+            "TilmeldNemSMS"
+        } else {
+            "OpdaterBorgerNemSMS"
+        },
         kind,
         keys::format(KeyKind::Cvr, authority.cvr)
     );

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -108,12 +109,35 @@ struct Sim {
     record: Mutex<Option<std::fs::File>>,
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<BoxBody<Bytes, Infallible>>;
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     r
+}
+
+/// A body that declares `declared` bytes but ends after `data`: the
+/// connection closes early, as a cut-off download would.
+struct Truncated {
+    data: Option<Bytes>,
+    declared: u64,
+}
+
+impl hyper::body::Body for Truncated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(hyper::body::Frame::data(d))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.declared)
+    }
 }
 
 fn fejl(status: StatusCode, code: &str, text: &str) -> Resp {
@@ -122,15 +146,27 @@ fn fejl(status: StatusCode, code: &str, text: &str) -> Resp {
 }
 
 impl Sim {
-    fn keys(&self, cvr: u32, date: Date) -> Result<Arc<KeySet>, Resp> {
+    fn keys(&self, cvr: u32, date: Date) -> Result<Arc<KeySet>, Box<Resp>> {
         if let Some(k) = self.lists.lock().expect("lock").get(&(cvr, date)) {
             return Ok(k.clone());
         }
-        let path = self.opts.data.join(date.to_string()).join(format!("{}.csv", keys::format(KeyKind::Cvr, cvr)));
-        let list = crate::parse::read_list(&path)
-            .map_err(|e| fejl(StatusCode::NOT_FOUND, "4040", &format!("no list: {e}")))?;
+        let path = self
+            .opts
+            .data
+            .join(date.to_string())
+            .join(format!("{}.csv", keys::format(KeyKind::Cvr, cvr)));
+        let list = crate::parse::read_list(&path).map_err(|e| {
+            Box::new(fejl(
+                StatusCode::NOT_FOUND,
+                "4040",
+                &format!("no list: {e}"),
+            ))
+        })?;
         let keys = Arc::new(list.keys);
-        self.lists.lock().expect("lock").insert((cvr, date), keys.clone());
+        self.lists
+            .lock()
+            .expect("lock")
+            .insert((cvr, date), keys.clone());
         Ok(keys)
     }
 
@@ -146,9 +182,17 @@ impl Sim {
         if self.opts.slow_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(self.opts.slow_ms)).await;
         }
-        let fail = self.opts.fail_share > 0.0 && self.rng.lock().expect("lock").random_bool(self.opts.fail_share.min(1.0));
+        let fail = self.opts.fail_share > 0.0
+            && self
+                .rng
+                .lock()
+                .expect("lock")
+                .random_bool(self.opts.fail_share.min(1.0));
         if fail {
-            return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"));
+            return Ok(respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected failure",
+            ));
         }
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -169,7 +213,11 @@ impl Sim {
             return fejl(StatusCode::NOT_FOUND, "4041", "unknown SysID");
         };
         if self.opts.deny.contains(&cvr) {
-            return fejl(StatusCode::FORBIDDEN, "3000", "Ingen adgang: klientcertifikatet er ikke godkendt til denne myndighed");
+            return fejl(
+                StatusCode::FORBIDDEN,
+                "3000",
+                "Ingen adgang: klientcertifikatet er ikke godkendt til denne myndighed",
+            );
         }
         let date = || {
             query
@@ -180,18 +228,27 @@ impl Sim {
         match (method, rest) {
             (&Method::GET, ["slutbrugerliste"]) => match date() {
                 Some(d) => self.references(cvr, sysid, d, ListKind::Full),
-                None => fejl(StatusCode::BAD_REQUEST, "4000", "dato=YYYY-MM-DD is required"),
+                None => fejl(
+                    StatusCode::BAD_REQUEST,
+                    "4000",
+                    "dato=YYYY-MM-DD is required",
+                ),
             },
             (&Method::GET, ["aendringsliste"]) => match date() {
                 Some(d) => self.references(cvr, sysid, d, ListKind::Change),
-                None => fejl(StatusCode::BAD_REQUEST, "4000", "dato=YYYY-MM-DD is required"),
+                None => fejl(
+                    StatusCode::BAD_REQUEST,
+                    "4000",
+                    "dato=YYYY-MM-DD is required",
+                ),
             },
             (&Method::GET, ["liste", id, "delliste", n]) => self.delliste(cvr, id, n),
             (&Method::DELETE, ["aendringsliste", id]) => {
                 self.record("DELETE", path, b"");
                 self.delete(cvr, id)
             }
-            (&Method::PUT, ["boks", nummer]) | (&Method::PUT, ["boks", nummer, "myndighedstilmelding"]) => {
+            (&Method::PUT, ["boks", nummer])
+            | (&Method::PUT, ["boks", nummer, "myndighedstilmelding"]) => {
                 if keys::parse_any(nummer.as_bytes()).is_err() {
                     return fejl(StatusCode::BAD_REQUEST, "4002", "invalid CPR or CVR number");
                 }
@@ -208,7 +265,7 @@ impl Sim {
     fn references(&self, cvr: u32, sysid: &str, date: Date, kind: ListKind) -> Resp {
         let today = match self.keys(cvr, date) {
             Ok(k) => k,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let (id, data) = match kind {
             ListKind::Full => (format!("fuld-{cvr}-{date}"), ListData::Full(today)),
@@ -217,14 +274,17 @@ impl Sim {
                 let base = match base_date {
                     Some(b) => match self.keys(cvr, b) {
                         Ok(k) => k,
-                        Err(r) => return r,
+                        Err(r) => return *r,
                     },
                     None => Arc::new(KeySet::default()),
                 };
                 let changes = diff::diff(&base, &today);
                 let events: Vec<_> = changes.events().collect();
                 let base_s = base_date.map_or("start".to_owned(), |d| d.to_string());
-                (format!("aendring-{cvr}-{base_s}-{date}"), ListData::Change(Arc::new(events)))
+                (
+                    format!("aendring-{cvr}-{base_s}-{date}"),
+                    ListData::Change(Arc::new(events)),
+                )
             }
         };
         let n = data.len();
@@ -282,11 +342,15 @@ impl Sim {
         if self.opts.truncate.contains(&cvr) {
             // Declare the whole body, send half: the client sees the
             // connection end early.
-            let full = out.len();
-            out.truncate(full / 2);
-            let mut r = respond(StatusCode::OK, out);
-            r.headers_mut().insert(hyper::header::CONTENT_LENGTH, full.into());
-            return r;
+            let full = out.len() as u64;
+            out.truncate(out.len() / 2);
+            return Response::new(
+                Truncated {
+                    data: Some(Bytes::from(out)),
+                    declared: full,
+                }
+                .boxed(),
+            );
         }
         respond(StatusCode::OK, out)
     }
@@ -296,7 +360,11 @@ impl Sim {
             return fejl(StatusCode::NOT_FOUND, "4042", "unknown list");
         };
         if !matches!(served.data, ListData::Change(_)) || served.cvr != cvr {
-            return fejl(StatusCode::BAD_REQUEST, "4004", "not a change list of this authority");
+            return fejl(
+                StatusCode::BAD_REQUEST,
+                "4004",
+                "not a change list of this authority",
+            );
         }
         let mut consumed = self.consumed.lock().expect("lock");
         if consumed.get(&cvr).is_some_and(|&d| d >= served.date) {
@@ -324,7 +392,10 @@ fn sysid_map(config: Option<&Path>, data: &Path) -> anyhow::Result<HashMap<Strin
         }
         for f in std::fs::read_dir(&day)? {
             let name = f?.file_name().to_string_lossy().into_owned();
-            if let Some(cvr) = name.strip_suffix(".csv").and_then(|c| keys::parse_cvr_str(c).ok()) {
+            if let Some(cvr) = name
+                .strip_suffix(".csv")
+                .and_then(|c| keys::parse_cvr_str(c).ok())
+            {
                 map.insert(keys::format(KeyKind::Cvr, cvr), cvr);
             }
         }

@@ -200,13 +200,11 @@ fn walk<R: BufRead>(
                 on(Node::End(&path))?;
                 path.pop();
             }
-            XmlEvent::Text(t) => {
-                if !path.is_empty() {
-                    let text = t.xml10_content();
-                    let text = text.trim();
-                    if !text.is_empty() {
-                        on(Node::Text(&path, text))?;
-                    }
+            XmlEvent::Text(t) if !path.is_empty() => {
+                let text = t.xml10_content();
+                let text = text.trim();
+                if !text.is_empty() {
+                    on(Node::Text(&path, text))?;
                 }
             }
             XmlEvent::End(_) => {

@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `nemsms-diff` binary in temp dirs.
 
 mod cli;
+mod register;
 mod run;
 
 use std::path::Path;
@@ -29,4 +30,51 @@ pub fn stderr(o: &Output) -> String {
 #[track_caller]
 pub fn assert_code(o: &Output, code: i32) {
     assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
+}
+
+/// A server process started for a test; stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    /// The first line it printed, with the address it listens on.
+    pub banner: String,
+}
+
+impl Server {
+    /// Starts `nemsms-diff ARGS` and waits for its first line on stdout.
+    pub fn start(dir: &Path, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let mut banner = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        assert!(!banner.is_empty(), "server printed nothing: {args:?}");
+        Server { child, banner }
+    }
+
+    /// The `scheme://host:port` it announced.
+    pub fn url(&self) -> String {
+        let start = self
+            .banner
+            .find("://")
+            .map(|i| self.banner[..i].rfind(' ').map_or(0, |s| s + 1))
+            .unwrap();
+        self.banner[start..].trim().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -68,12 +68,19 @@ impl Setup {
 
     /// (Re)writes `config.toml`, with `extra` top-level settings.
     pub fn write_config(&self, extra: &str) {
-        let mut text = format!(
-            "state_dir = \"state\"\nsource = \"file://lists/{{date}}/{{authority}}.csv\"\n{extra}\n{ENVELOPE}"
+        let head = format!(
+            "state_dir = \"state\"\nsource = \"file://lists/{{date}}/{{authority}}.csv\"\n{extra}\n"
         );
+        self.write_config_with(&head, "");
+    }
+
+    /// (Re)writes `config.toml`: `head`, the envelope section, then every
+    /// authority (SysID = CVR) with `per_authority` lines.
+    pub fn write_config_with(&self, head: &str, per_authority: &str) {
+        let mut text = format!("{head}\n{ENVELOPE}");
         for (i, a) in self.authorities.iter().enumerate() {
             text.push_str(&format!(
-                "\n[[authority]]\ncvr = \"{a}\"\nname = \"Kommune {i}\"\nregister_sysid = \"{i}\"\n"
+                "\n[[authority]]\ncvr = \"{a}\"\nname = \"Kommune {i}\"\nregister_sysid = \"{a}\"\n{per_authority}\n"
             ));
         }
         fs::write(self.path().join("config.toml"), text).unwrap();

@@ -1,0 +1,382 @@
+//! The OIOREST register client against the register simulator over
+//! loopback TLS with client certificates.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::run::{Setup, state_files};
+use crate::{Server, assert_code, run, stderr, stdout};
+
+/// A generated data set, certificates, a simulator and an OIOREST config.
+struct Register {
+    setup: Setup,
+    server: Server,
+}
+
+impl Register {
+    fn start(authorities: usize, keys: u64, days: u32, mode: &str, faults: &[&str]) -> Register {
+        let setup = Setup::new(authorities, keys, days, 0.01);
+        let d = setup.path();
+        assert_code(&run(d, &["simulate", "certs", "--out", "certs"]), 0);
+        let mut args = vec![
+            "simulate",
+            "register",
+            "--data",
+            "lists",
+            "--cert",
+            "certs/server.pem",
+            "--key",
+            "certs/server-key.pem",
+            "--client-ca",
+            "certs/ca.pem",
+            "--record",
+            "record.jsonl",
+            "--delliste-size",
+            "2000",
+        ];
+        args.extend_from_slice(faults);
+        let server = Server::start(d, &args);
+        let r = Register { setup, server };
+        r.write_config(mode, "certs/client.pem", "certs/client-key.pem");
+        r
+    }
+
+    fn write_config(&self, mode: &str, cert: &str, key: &str) {
+        let head = format!(
+            "state_dir = \"state\"\nsource = \"oiorest\"\n[register]\nbase_url = \"{}\"\nca_cert = \"certs/ca.pem\"\n\
+             client_cert = \"{cert}\"\nclient_key = \"{key}\"\nretries = 3\nmax_backoff_secs = 1\n",
+            self.server.url()
+        );
+        self.setup
+            .write_config_with(&head, &format!("list_mode = \"{mode}\""));
+    }
+
+    fn path(&self) -> &Path {
+        self.setup.path()
+    }
+
+    fn recorded(&self) -> String {
+        fs::read_to_string(self.path().join("record.jsonl")).unwrap_or_default()
+    }
+}
+
+/// The events of every batch of `date` as `haendelse;type;nummer` rows.
+fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
+    let out = run(
+        dir,
+        &[
+            "outbox",
+            "show",
+            "--config",
+            "config.toml",
+            "--authority",
+            authority,
+            "--date",
+            date,
+        ],
+    );
+    assert_code(&out, 0);
+    stdout(&out)
+        .lines()
+        .map(|env| {
+            let field = |tag: &str| {
+                let open = format!("<h:{tag}>");
+                let start = env.find(&open).unwrap() + open.len();
+                env[start..start + env[start..].find('<').unwrap()].to_owned()
+            };
+            format!(
+                "{};{};{}",
+                field("Haendelse"),
+                field("Type"),
+                field("Nummer")
+            )
+        })
+        .collect()
+}
+
+fn file_diff(dir: &Path, authority: &str, from: &str, to: &str) -> Vec<String> {
+    let a = format!("lists/{from}/{authority}.csv");
+    let b = format!("lists/{to}/{authority}.csv");
+    let out = run(dir, &["diff", &a, &b]);
+    assert_code(&out, 0);
+    stdout(&out).lines().skip(1).map(str::to_owned).collect()
+}
+
+#[test]
+fn full_and_change_lists_end_to_end() {
+    for mode in ["full", "delta"] {
+        let r = Register::start(2, 20_000, 3, mode, &[]);
+        for date in ["2026-01-01", "2026-01-02", "2026-01-03"] {
+            let out = r.setup.run(&["--date", date]);
+            assert_code(&out, 0);
+        }
+        for a in &r.setup.authorities {
+            for (from, to) in [("2026-01-01", "2026-01-02"), ("2026-01-02", "2026-01-03")] {
+                let rows = batch_rows(r.path(), a, to);
+                assert_eq!(rows, file_diff(r.path(), a, from, to), "{mode} {a} {to}");
+                assert!(rows.len() > 100);
+            }
+        }
+        let deletes = r.recorded().matches("\"DELETE\"").count();
+        assert_eq!(
+            deletes,
+            if mode == "delta" { 6 } else { 0 },
+            "{mode}: change lists deleted after commit"
+        );
+    }
+}
+
+#[test]
+fn wrong_or_missing_client_certificate_is_refused_clearly() {
+    let r = Register::start(1, 2_000, 1, "full", &[]);
+    r.write_config(
+        "full",
+        "certs/other-client.pem",
+        "certs/other-client-key.pem",
+    );
+    let out = r.setup.run(&["--date", "2026-01-01"]);
+    assert_code(&out, 3);
+    let table = stdout(&out);
+    assert!(
+        table.contains("failed") && table.contains("TLS handshake"),
+        "{table}"
+    );
+    assert!(
+        !r.path().join("state/current").exists(),
+        "nothing committed"
+    );
+
+    r.write_config("full", "certs/missing.pem", "certs/missing-key.pem");
+    let out = r.setup.run(&["--date", "2026-01-01"]);
+    assert_code(&out, 3);
+    assert!(
+        stdout(&out).contains("cannot read client certificate"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn injected_faults_have_their_documented_outcomes() {
+    // A share of 500s: retried, and the result is the same as without faults.
+    let r = Register::start(
+        2,
+        10_000,
+        2,
+        "full",
+        &["--fail-share", "0.3", "--seed", "7"],
+    );
+    assert_code(&r.setup.run(&["--date", "2026-01-01"]), 0);
+    let out = r.setup.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("retrying"), "the 500s were retried");
+    let a = &r.setup.authorities[0];
+    assert_eq!(
+        batch_rows(r.path(), a, "2026-01-02"),
+        file_diff(r.path(), a, "2026-01-01", "2026-01-02")
+    );
+
+    // Truncated bodies, a wrong count, Fejl 3000: that authority fails with
+    // its reason, nothing is emitted for it, the others complete.
+    let faulty = Setup::new(4, 10_000, 1, 0.0);
+    let names = faulty.authorities.clone();
+    drop(faulty);
+    for (flag, reason) in [
+        ("--truncate", "cannot reach the register"),
+        ("--wrong-count", "declares"),
+        ("--deny", "Fejl 3000"),
+    ] {
+        let r = Register::start(4, 10_000, 1, "full", &[flag, &names[1]]);
+        assert_eq!(r.setup.authorities, names, "same seed, same authorities");
+        let out = r.setup.run(&["--date", "2026-01-01"]);
+        assert_code(&out, 3);
+        let table = stdout(&out);
+        let line = table.lines().find(|l| l.starts_with(&names[1])).unwrap();
+        assert!(
+            line.contains("failed") && line.contains(reason),
+            "{flag}: {line}"
+        );
+        assert_eq!(table.matches("baseline").count(), 3, "{flag}: {table}");
+        assert!(
+            !r.path()
+                .join(format!("state/current/{}", names[1]))
+                .exists()
+        );
+        assert!(
+            !r.path()
+                .join(format!("state/outbox/2026-01-01/{}.batch", names[1]))
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn crash_between_commit_and_delete_emits_nothing_twice() {
+    let r = Register::start(1, 10_000, 3, "delta", &[]);
+    let a = r.setup.authorities[0].clone();
+    assert_code(&r.setup.run(&["--date", "2026-01-01"]), 0);
+    let crashed = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["run", "--config", "config.toml", "--date", "2026-01-02"])
+        .current_dir(r.path())
+        .env("NEMSMS_DIFF_CRASH_AT", "after-pointer")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert_eq!(
+        r.recorded().matches("\"DELETE\"").count(),
+        1,
+        "day 2's change list is not deleted yet"
+    );
+    let before = state_files(&r.path().join("state"));
+
+    // The rerun deletes the committed change list and emits nothing.
+    let out = r.setup.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("skipped"), "{}", stdout(&out));
+    assert_eq!(r.recorded().matches("\"DELETE\"").count(), 2);
+    let after = state_files(&r.path().join("state"));
+    let batches = |m: &std::collections::BTreeMap<String, Vec<u8>>| {
+        m.iter()
+            .filter(|(k, _)| k.ends_with(".batch"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(batches(&before), batches(&after), "no batch written again");
+
+    // The next day sees only its own changes.
+    assert_code(&r.setup.run(&["--date", "2026-01-03"]), 0);
+    assert_eq!(
+        batch_rows(r.path(), &a, "2026-01-03"),
+        file_diff(r.path(), &a, "2026-01-02", "2026-01-03")
+    );
+}
+
+#[test]
+fn service_window_is_respected() {
+    let r = Register::start(1, 1_000, 1, "full", &[]);
+    // Sunday 29 November 2026, 01:00 in Denmark.
+    let out = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["run", "--config", "config.toml", "--date", "2026-01-01"])
+        .current_dir(r.path())
+        .env("NEMSMS_DIFF_NOW", "2026-11-29T00:00:00Z")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("service window") && table.contains("--wait-for-service-window"),
+        "{table}"
+    );
+    assert!(!r.path().join("state/current").exists());
+    // Outside the window the same run goes through.
+    let out = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["run", "--config", "config.toml", "--date", "2026-01-01"])
+        .current_dir(r.path())
+        .env("NEMSMS_DIFF_NOW", "2026-11-29T03:00:00Z")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn user_calls_reach_the_register() {
+    let r = Register::start(1, 1_000, 1, "full", &[]);
+    let a = r.setup.authorities[0].clone();
+    fs::write(
+        r.path().join("stamdata.xml"),
+        "<SlutbrugerStamdata xmlns=\"urn:oio:dkal:1.0.0\"><Mobilnummer>12345678</Mobilnummer></SlutbrugerStamdata>",
+    )
+    .unwrap();
+    let update = [
+        "user",
+        "update",
+        "--config",
+        "config.toml",
+        "--authority",
+        &a,
+        "--cpr",
+        "0101901234",
+        "--stamdata",
+        "stamdata.xml",
+    ];
+    let out = run(r.path(), &update);
+    assert_code(&out, 0);
+    assert!(
+        !stderr(&out).contains("0101901234"),
+        "no CPR in output: {}",
+        stderr(&out)
+    );
+    let out = run(
+        r.path(),
+        &[
+            "user",
+            "signup",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--cvr",
+            "13585628",
+        ],
+    );
+    assert_code(&out, 0);
+    let rec = r.recorded();
+    assert!(
+        rec.contains(&format!("/register/{a}/boks/0101901234\"")),
+        "{rec}"
+    );
+    assert!(rec.contains("Mobilnummer"));
+    assert!(
+        rec.contains(&format!("/register/{a}/boks/13585628/myndighedstilmelding")),
+        "{rec}"
+    );
+    assert!(
+        rec.contains(
+            "<Myndighedstilmelding xmlns=\\\"urn:oio:dkal:1.0.0\\\">true</Myndighedstilmelding>"
+        ),
+        "{rec}"
+    );
+
+    let out = run(
+        r.path(),
+        &[
+            "user",
+            "signup",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--cpr",
+            "3002001234",
+        ],
+    );
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("impossible date") && !stderr(&out).contains("300200"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(r.path().join("bad.xml"), "<a><b></a>").unwrap();
+    let out = run(
+        r.path(),
+        &[
+            "user",
+            "update",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--cpr",
+            "0101901234",
+            "--stamdata",
+            "bad.xml",
+        ],
+    );
+    assert_code(&out, 2);
+}
