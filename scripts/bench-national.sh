@@ -5,7 +5,9 @@
 #    same changes, and the snapshot sizes;
 # 2. the nightly `run`: day 1 baseline, then day 2 (0.1 % churn) timed from a
 #    copy of the day-1 state each time (parse, snapshot, diff, envelopes,
-#    compressed outbox, fsyncs), and a 10 % churn stress day (~1.2M events).
+#    compressed outbox, fsyncs), and a 10 % churn stress day (~1.2M events);
+# 3. the same day-2 run with the lists fetched from the register simulator
+#    over HTTPS with client certificates (OIOREST, full lists).
 #
 #   scripts/bench-national.sh            # 98 authorities, 6M keys, 5 runs
 #   scripts/bench-national.sh --smoke    # small data, 1 run: CI keeps it working
@@ -23,7 +25,12 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -
 cargo build --release --quiet
 BIN=$PWD/target/release/nemsms-diff
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+SIM_PID=
+cleanup() {
+    [[ -n "$SIM_PID" ]] && kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 echo "generating $AUTHORITIES authorities, $KEYS keys, churn $CHURN ..."
 "$BIN" generate --out "$WORK/data" --authorities "$AUTHORITIES" --keys "$KEYS" --days 2 --churn "$CHURN" --seed 42 2>/dev/null
@@ -97,11 +104,12 @@ awk -v o="$ours_s" -v kb="$ours_kb" -v c="$comm_s" -v n="$n_changes" -v runs="$R
 }'
 
 # --- the nightly run -------------------------------------------------------
-# run_day LABEL LISTS: baseline day 1 once, then time day 2 RUNS times, each
+# run_day LABEL LISTS [CONFIG]: baseline day 1 once, then time day 2 RUNS times, each
 # from a fresh copy of the day-1 state; checks the events the run reports.
 run_day() {
     local label=$1 lists=$2
-    scripts/make-config.sh "$lists" "$WORK/$label-state" >"$WORK/$label.toml"
+    if [[ -n "${3:-}" ]]; then cp "$3" "$WORK/$label.toml"; else
+        scripts/make-config.sh "$lists" "$WORK/$label-state" >"$WORK/$label.toml"; fi
     "$BIN" run --config "$WORK/$label.toml" --date 2026-01-01 >/dev/null 2>&1
     mv "$WORK/$label-state" "$WORK/$label-day1"
     : >"$WORK/$label.times"
@@ -135,4 +143,16 @@ run_day normal "$WORK/data"
 STRESS_CHURN=${STRESS_CHURN:-0.1}
 "$BIN" generate --out "$WORK/stress" --authorities "$AUTHORITIES" --keys "$KEYS" --days 2 --churn "$STRESS_CHURN" --seed 43 2>/dev/null
 run_day stress "$WORK/stress"
-echo "  targets (6M):    day 2 (0.1 %) <= 1.5 s and < 300 MB; stress (10 %) <= 10 s; outbox <= 300 bytes/event"
+
+# The register simulator serves the day-1/day-2 lists over HTTPS (mTLS).
+"$BIN" simulate certs --out "$WORK/certs" 2>/dev/null
+scripts/make-config.sh "$WORK/data" "$WORK/https-state" >"$WORK/sim.toml"
+"$BIN" simulate register --data "$WORK/data" --config "$WORK/sim.toml" --cert "$WORK/certs/server.pem" \
+    --key "$WORK/certs/server-key.pem" --client-ca "$WORK/certs/ca.pem" >"$WORK/sim.out" 2>"$WORK/sim.err" &
+SIM_PID=$!
+for _ in $(seq 100); do grep -q https "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
+REGISTER_URL=$(grep -o 'https://[0-9.:]*' "$WORK/sim.out") CERTS="$WORK/certs" \
+    scripts/make-config.sh "$WORK/data" "$WORK/https-state" >"$WORK/https-config.toml"
+run_day https "$WORK/data" "$WORK/https-config.toml"
+echo "  targets (6M):    day 2 (0.1 %) <= 1.5 s and < 300 MB; stress (10 %) <= 10 s; outbox <= 300 bytes/event;"
+echo "                   day 2 over HTTPS from the register simulator <= 3 s and < 300 MB"
