@@ -54,6 +54,18 @@ pub enum Command {
     /// SF2250 pass-through calls to the Register for one end user.
     #[command(subcommand)]
     User(UserCommand),
+    /// Send every unpublished outbox batch to Beskedfordeler (AMQP).
+    Publish {
+        /// The configuration file ([beskedfordeler]).
+        #[arg(long)]
+        config: PathBuf,
+        /// `dir:PATH`: write the envelopes as files instead (cursors untouched).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// AliveBesked: prove the message flow through Beskedfordeler is alive.
+    #[command(subcommand)]
+    Alive(AliveCommand),
     /// Test doubles that speak the real protocols over loopback.
     #[command(subcommand)]
     Simulate(SimulateCommand),
@@ -95,15 +107,90 @@ pub enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AliveCommand {
+    /// AliveBeskedSend: publish one AliveBesked (no business data).
+    Send {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// AliveBeskedModtag: a push receiver, POST /besked/modtag.
+    Serve {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where received messages are stored.
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Send one AliveBesked and wait until it arrives; prints the round trip.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// pull: consume [alive] dueslag_queue; push: watch [alive] push_store.
+        #[arg(long, value_parser = ["pull", "push"])]
+        via: String,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SimulateCommand {
     /// The NemSMS Register over HTTPS with client certificates.
     Register(Box<RegisterSimArgs>),
+    /// Beskedfordeler's behaviour on a real RabbitMQ broker.
+    Beskedfordeler(Box<BfoArgs>),
+    /// Empty a queue and print the BeskedIds of its messages, one a line.
+    Drain {
+        #[arg(long)]
+        amqp: String,
+        #[arg(long)]
+        queue: String,
+        /// Stop after the queue stayed empty this long.
+        #[arg(long, default_value_t = 1000)]
+        idle_ms: u64,
+    },
     /// Write test certificates: CA, server, client, and a client of another CA.
     Certs {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BfoArgs {
+    /// The broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
+    #[arg(long)]
+    pub amqp: String,
+    /// The exchange publishers send to.
+    #[arg(long, default_value = "AFSEND_BESKED_EXCHANGE")]
+    pub exchange: String,
+    /// A dueslag: QUEUE=BESKEDTYPE or QUEUE=BESKEDTYPE:FILE (ObjektIds, one a line). Repeatable.
+    #[arg(long = "subscribe")]
+    pub subscriptions: Vec<crate::emulator::Subscription>,
+    /// Push accepted messages of --push-beskedtype here as ModtagBeskedInput.
+    #[arg(long)]
+    pub push_to: Option<String>,
+    /// The beskedtype pushed (default: AliveBesked).
+    #[arg(long, default_value = "f7e84a06-c47e-42e8-a864-fb4095d7f520")]
+    pub push_beskedtype: String,
+    /// Fault: answer StatusKode 41 (token expired) to every Nth message.
+    #[arg(long, default_value_t = 0)]
+    pub answer_41_every: u64,
+    /// Fault: the error code of --error-every.
+    #[arg(long, default_value_t = 50)]
+    pub error_code: u32,
+    /// Fault: answer --error-code to every Nth message.
+    #[arg(long, default_value_t = 0)]
+    pub error_every: u64,
+    /// Fault: send no reply to every Nth message (it is still delivered).
+    #[arg(long, default_value_t = 0)]
+    pub drop_reply_every: u64,
+    /// Fault: delay every reply by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_reply_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +254,9 @@ pub struct CommonRunArgs {
     /// wait for it to end instead of failing.
     #[arg(long)]
     pub wait_for_service_window: bool,
+    /// Do not publish after committing, even if the config says so.
+    #[arg(long)]
+    pub no_publish: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +456,64 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::wire::myndighedstilmelding_body().into_bytes(),
             true,
         ),
+        Command::Publish { config, to } => publish_command(&config, to.as_deref()),
+        Command::Alive(AliveCommand::Serve { listen, store }) => {
+            crate::alive::serve(listen, store)?;
+            Ok(exit::OK)
+        }
+        Command::Alive(AliveCommand::Send { config }) => {
+            let cfg = load_config(&config)?;
+            let bfo = bfo_config(&cfg)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let id =
+                runtime.block_on(crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer))?;
+            println!("AliveBesked {id} accepted by Beskedfordeler");
+            Ok(exit::OK)
+        }
+        Command::Alive(AliveCommand::Check {
+            config,
+            via,
+            timeout,
+        }) => {
+            let cfg = load_config(&config)?;
+            let rtt = alive_check(&cfg, &via, timeout)?;
+            println!("AliveBesked round trip via {via}: {} ms", rtt.as_millis());
+            Ok(exit::OK)
+        }
+        Command::Simulate(SimulateCommand::Beskedfordeler(a)) => {
+            let a = *a;
+            crate::emulator::serve(crate::emulator::Options {
+                amqp: a.amqp,
+                exchange: a.exchange,
+                subscriptions: a.subscriptions,
+                push_to: a.push_to,
+                push_beskedtype: a.push_beskedtype.to_lowercase(),
+                answer_41_every: a.answer_41_every,
+                error_code: a.error_code,
+                error_every: a.error_every,
+                drop_reply_every: a.drop_reply_every,
+                delay_reply_ms: a.delay_reply_ms,
+            })?;
+            Ok(exit::OK)
+        }
+        Command::Simulate(SimulateCommand::Drain {
+            amqp,
+            queue,
+            idle_ms,
+        }) => {
+            let ids =
+                crate::emulator::drain(&amqp, &queue, std::time::Duration::from_millis(idle_ms))?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            for id in &ids {
+                writeln!(out, "{id}")?;
+            }
+            out.flush()?;
+            eprintln!("drained {} messages from {queue}", ids.len());
+            Ok(exit::OK)
+        }
         Command::Simulate(SimulateCommand::Certs { out }) => {
             crate::tls::generate_test_certs(&out)?;
             eprintln!(
@@ -472,6 +620,122 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
         exit::OK
     } else {
         exit::PARTIAL
+    })
+}
+
+fn bfo_config(cfg: &crate::config::Config) -> anyhow::Result<&crate::config::BeskedfordelerConfig> {
+    cfg.beskedfordeler.as_ref().ok_or_else(|| {
+        UsageError(format!(
+            "{}: no [beskedfordeler] section",
+            cfg.path.display()
+        ))
+        .into()
+    })
+}
+
+/// Sends an AliveBesked and waits for it, `via` pull or push.
+fn alive_check(
+    cfg: &crate::config::Config,
+    via: &str,
+    timeout: u64,
+) -> anyhow::Result<std::time::Duration> {
+    let bfo = bfo_config(cfg)?;
+    let alive = cfg
+        .alive
+        .as_ref()
+        .ok_or_else(|| UsageError(format!("{}: no [alive] section", cfg.path.display())))?;
+    let via = match via {
+        "pull" => crate::alive::Via::Pull(
+            alive
+                .dueslag_queue
+                .clone()
+                .ok_or_else(|| UsageError("[alive] dueslag_queue is needed for pull".into()))?,
+        ),
+        _ => crate::alive::Via::Push(
+            alive
+                .push_store
+                .clone()
+                .ok_or_else(|| UsageError("[alive] push_store is needed for push".into()))?,
+        ),
+    };
+    crate::alive::check(
+        bfo,
+        cfg.envelope.beskedansvarlig_aktoer,
+        &via,
+        std::time::Duration::from_secs(timeout),
+    )
+}
+
+fn publish_command(config: &Path, to: Option<&str>) -> anyhow::Result<u8> {
+    let cfg = load_config(config)?;
+    if let Some(to) = to {
+        let dir = to
+            .strip_prefix("dir:")
+            .ok_or_else(|| UsageError(format!("--to {to}: expected dir:PATH")))?;
+        let n = crate::publish::publish_to_dir(&cfg.state_dir, Path::new(dir))?;
+        println!("wrote {n} envelopes under {dir}");
+        return Ok(exit::OK);
+    }
+    publish_and_report(&cfg)
+}
+
+/// Publishes, prints a table, writes a JSON report; the exit code.
+fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<u8> {
+    let bfo = bfo_config(cfg)?;
+    let outcomes = crate::publish::publish_all(&cfg.state_dir, bfo)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(
+        out,
+        "{:<30} {:>9} {:>9} {:>9}  status",
+        "batch", "events", "published", "sent"
+    )?;
+    for o in &outcomes {
+        write!(
+            out,
+            "{:<30} {:>9} {:>9} {:>9}  {}",
+            o.batch,
+            o.events,
+            o.already_published + o.published,
+            o.sent,
+            serde_json::to_value(o.status)?.as_str().unwrap_or("?")
+        )?;
+        match &o.message {
+            Some(m) => writeln!(out, ": {m}")?,
+            None => writeln!(out)?,
+        }
+    }
+    let incomplete = outcomes
+        .iter()
+        .any(|o| o.status != crate::publish::BatchStatus::Published);
+    writeln!(
+        out,
+        "{} batches, {} events confirmed now{}",
+        outcomes.len(),
+        outcomes.iter().map(|o| o.published).sum::<u64>(),
+        if incomplete {
+            "; publish incomplete: rerun `publish` to resume"
+        } else {
+            ""
+        }
+    )?;
+    out.flush()?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let path = cfg
+        .state_dir
+        .join("reports")
+        .join(format!("publish-{stamp}-{}.json", std::process::id()));
+    fsutil::create_dir_all(path.parent().expect("dir"))
+        .and_then(|()| {
+            fsutil::write_atomic(
+                &path,
+                &serde_json::to_vec_pretty(&outcomes).expect("serializable"),
+            )
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(if incomplete {
+        exit::PUBLISH_INCOMPLETE
+    } else {
+        exit::OK
     })
 }
 

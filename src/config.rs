@@ -48,6 +48,8 @@ struct RawConfig {
     #[serde(default)]
     guard: RawGuard,
     register: Option<RawRegister>,
+    beskedfordeler: Option<RawBeskedfordeler>,
+    alive: Option<AliveConfig>,
     #[serde(rename = "authority", default)]
     authorities: Vec<RawAuthority>,
 }
@@ -84,6 +86,92 @@ fn default_sikkerhed() -> Uuid {
 struct RawGuard {
     max_size_change: Option<f64>,
     max_changed_share: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBeskedfordeler {
+    url: String,
+    #[serde(default = "default_exchange")]
+    exchange: String,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default = "default_in_flight")]
+    in_flight: usize,
+    #[serde(default = "default_reply_timeout_ms")]
+    reply_timeout_ms: u64,
+    #[serde(default = "default_max_failures")]
+    max_failures: u32,
+    #[serde(default = "default_max_backoff_ms")]
+    max_backoff_ms: u64,
+    #[serde(default)]
+    publish_after_run: bool,
+    #[serde(default)]
+    alive_check_before_publish: bool,
+}
+
+fn default_exchange() -> String {
+    "AFSEND_BESKED_EXCHANGE".into()
+}
+fn default_in_flight() -> usize {
+    500
+}
+fn default_reply_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_max_backoff_ms() -> u64 {
+    10_000
+}
+
+/// Where the AliveBesked check watches for its message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliveConfig {
+    /// The dueslag queue to consume (pull).
+    pub dueslag_queue: Option<String>,
+    /// The push receiver's store directory (`alive serve --store`).
+    pub push_store: Option<PathBuf>,
+    /// `pull` or `push`: how `run` checks before publishing.
+    #[serde(default = "default_via")]
+    pub via: String,
+    /// Seconds to wait for the round trip.
+    #[serde(default = "default_alive_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_via() -> String {
+    "pull".into()
+}
+fn default_alive_timeout() -> u64 {
+    30
+}
+
+/// The connection to Beskedfordeler (SF1462 over AMQP 0-9-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeskedfordelerConfig {
+    /// `amqp://…` (local) or `amqps://host:5671/BF?auth_mechanism=external`.
+    pub url: String,
+    pub exchange: String,
+    /// The `token` header (a static token for local brokers).
+    pub token: String,
+    /// TLS for amqps: the broker's CA and our client certificate (PEM).
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Messages in flight.
+    pub in_flight: usize,
+    /// A message without a reply after this long is sent again.
+    pub reply_timeout: std::time::Duration,
+    /// Consecutive failures without progress before publishing stops.
+    pub max_failures: u32,
+    pub max_backoff: std::time::Duration,
+    /// `run` publishes after committing.
+    pub publish_after_run: bool,
+    /// `run` checks the AliveBesked round trip before publishing.
+    pub alive_check_before_publish: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +306,10 @@ pub struct Config {
     pub source: Source,
     /// The Register connection (OIOREST and HTTPS sources, `user` calls).
     pub register: Option<crate::fetch::RegisterConfig>,
+    /// The Beskedfordeler connection (publish, alive).
+    pub beskedfordeler: Option<BeskedfordelerConfig>,
+    /// The AliveBesked check.
+    pub alive: Option<AliveConfig>,
     /// What a first run emits.
     pub first_run: FirstRun,
     /// Envelope settings.
@@ -287,6 +379,63 @@ impl Config {
             }
             None => None,
         };
+        let beskedfordeler = match raw.beskedfordeler {
+            Some(b) => {
+                if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
+                    return Err(fail(
+                        "beskedfordeler.url",
+                        "must be an amqp:// or amqps:// URL".into(),
+                    ));
+                }
+                let tls = match (b.ca_cert, b.client_cert, b.client_key) {
+                    (Some(ca), Some(c), Some(k)) => {
+                        Some((base.join(ca), base.join(c), base.join(k)))
+                    }
+                    (None, None, None) => None,
+                    _ => {
+                        return Err(fail(
+                            "beskedfordeler.ca_cert",
+                            "ca_cert, client_cert and client_key go together".into(),
+                        ));
+                    }
+                };
+                let token = b.token.ok_or_else(|| {
+                    fail(
+                        "beskedfordeler.token",
+                        "is required (the STS token provider is not in this build)".into(),
+                    )
+                })?;
+                if b.in_flight == 0 {
+                    return Err(fail(
+                        "beskedfordeler.in_flight",
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(BeskedfordelerConfig {
+                    url: b.url,
+                    exchange: b.exchange,
+                    token,
+                    tls,
+                    in_flight: b.in_flight,
+                    reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
+                    max_failures: b.max_failures.max(1),
+                    max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),
+                    publish_after_run: b.publish_after_run,
+                    alive_check_before_publish: b.alive_check_before_publish,
+                })
+            }
+            None => None,
+        };
+        if let Some(a) = &raw.alive
+            && a.via != "pull"
+            && a.via != "push"
+        {
+            return Err(fail("alive.via", "must be \"pull\" or \"push\"".into()));
+        }
+        let alive = raw.alive.map(|mut a| {
+            a.push_store = a.push_store.map(|p| base.join(p));
+            a
+        });
         if register.is_none() && !matches!(source, Source::Files(_)) {
             return Err(fail(
                 "register",
@@ -359,6 +508,8 @@ impl Config {
             state_dir: base.join(raw.state_dir),
             source,
             register,
+            beskedfordeler,
+            alive,
             first_run: raw.first_run,
             envelope: EnvelopeConfig {
                 beskedtype: e.beskedtype,

@@ -5,11 +5,14 @@
 //! compact snapshots ([`snapshot`], [`codec`]) and compared ([`diff`]).
 //! `ARCHITECTURE.md` has the bird's-eye view and the invariants.
 
+pub mod alive;
+pub mod besked;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod crash;
 pub mod diff;
+pub mod emulator;
 pub mod envelope;
 pub mod fetch;
 pub mod fsutil;
@@ -18,6 +21,7 @@ pub mod guard;
 pub mod keys;
 pub mod outbox;
 pub mod parse;
+pub mod publish;
 pub mod run;
 pub mod simulate;
 pub mod snapshot;
@@ -34,4 +38,6 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Some items (pairs, authorities) failed; the others completed.
     pub const PARTIAL: u8 = 3;
+    /// Publishing stopped before every batch was confirmed (rerun resumes).
+    pub const PUBLISH_INCOMPLETE: u8 = 4;
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Starts a private RabbitMQ node on loopback, with its own data directory
+# and ports, in the background; installs Debian's rabbitmq-server if missing.
+#
+#   eval "$(scripts/start-rabbitmq.sh DIR)"   # sets NEMSMS_DIFF_AMQP_URL, RABBITMQ_TEST_DIR
+#   scripts/stop-rabbitmq.sh DIR
+set -euo pipefail
+DIR=${1:?usage: start-rabbitmq.sh DIR}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+RMQ=/usr/lib/rabbitmq/bin
+if [[ ! -x $RMQ/rabbitmq-server ]]; then
+    echo "installing rabbitmq-server (Debian package)" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >&2
+fi
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+DIST=$(free_port)
+NODE="nemsms$$@localhost"
+EPMD_WAS_RUNNING=no
+pgrep -x epmd >/dev/null && EPMD_WAS_RUNNING=yes
+cat >"$DIR/env" <<ENV
+export HOME="$DIR"
+export RABBITMQ_NODENAME="$NODE"
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT=$PORT
+export RABBITMQ_DIST_PORT=$DIST
+export ERL_EPMD_ADDRESS=127.0.0.1
+export RABBITMQ_MNESIA_BASE="$DIR/mnesia"
+export RABBITMQ_LOG_BASE="$DIR/log"
+export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/enabled_plugins"
+export RABBITMQ_PID_FILE="$DIR/pid"
+export EPMD_WAS_RUNNING=$EPMD_WAS_RUNNING
+ENV
+# shellcheck disable=SC1091
+source "$DIR/env"
+echo "[]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+cat >"$DIR/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$PORT
+loopback_users = none
+log.console = false
+CONF
+nohup "$RMQ/rabbitmq-server" >"$DIR/server.out" 2>&1 &
+for _ in $(seq 120); do
+    if "$RMQ/rabbitmqctl" -q -n "$NODE" await_startup --timeout 2 >/dev/null 2>&1; then
+        echo "export NEMSMS_DIFF_AMQP_URL=amqp://guest:guest@127.0.0.1:$PORT/%2f"
+        echo "export RABBITMQ_TEST_DIR=$DIR"
+        echo "RabbitMQ node $NODE ready on 127.0.0.1:$PORT" >&2
+        exit 0
+    fi
+    sleep 1
+done
+echo "RabbitMQ did not start; see $DIR/server.out and $DIR/log" >&2
+tail -20 "$DIR/server.out" >&2 || true
+exit 1

@@ -1,0 +1,314 @@
+//! Beskedfordeler messages around the envelope: reading an envelope's
+//! filter fields, `StandardRetur` replies, `ModtagBeskedInput` /
+//! `ModtagBeskedOutput` (push delivery) and the AliveBesked envelope.
+//!
+//! Pure: bytes in, values out. Readers use quick-xml, refuse DOCTYPEs and
+//! cap the depth.
+
+use quick_xml::Reader;
+use quick_xml::events::Event as XmlEvent;
+use uuid::Uuid;
+
+use crate::envelope::{KUVERT_NS, SAGDOK_NS};
+
+/// Beskedtype of AliveBesked (seed 004).
+pub const ALIVE_BESKEDTYPE: Uuid = Uuid::from_u128(0xf7e8_4a06_c47e_42e8_a864_fb40_95d7_f520);
+/// Namespace of `ModtagBeskedInput`/`ModtagBeskedOutput`.
+pub const STS_NS: &str = "urn:oio:sts:1.0.0";
+/// `StatusKode` of success.
+pub const OK: u32 = 20;
+/// `StatusKode` of an expired token.
+pub const TOKEN_EXPIRED: u32 = 41;
+const MAX_DEPTH: usize = 32;
+
+/// What the filter and the publisher need from an envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeInfo {
+    pub besked_id: Option<String>,
+    pub beskedtype: Option<String>,
+    pub objekt_ids: Vec<String>,
+    pub has_leveranceinformation: bool,
+    pub has_beskeddata: bool,
+}
+
+impl EnvelopeInfo {
+    /// Checks the fields Beskedfordeler requires; `Err` names the first missing one.
+    pub fn validate(&self) -> Result<(), String> {
+        let uuid = |v: &Option<String>, name: &str| match v {
+            Some(s) if Uuid::parse_str(s).is_ok() => Ok(()),
+            Some(_) => Err(format!("{name} is not a UUID")),
+            None => Err(format!("{name} is missing")),
+        };
+        uuid(&self.besked_id, "BeskedId")?;
+        uuid(&self.beskedtype, "Beskedtype")?;
+        if !self.has_leveranceinformation {
+            return Err("Leveranceinformation is missing".into());
+        }
+        Ok(())
+    }
+}
+
+fn local(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&b| b == b':') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
+}
+
+/// Reads the filter fields of a `Haendelsesbesked` (also inside a
+/// `ModtagBeskedInput`).
+pub fn inspect(xml: &[u8]) -> Result<EnvelopeInfo, String> {
+    let mut reader = Reader::from_reader(xml);
+    reader.config_mut().check_end_names = true;
+    let mut buf = Vec::new();
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut info = EnvelopeInfo::default();
+    let mut seen_root = false;
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Err(e) => {
+                return Err(format!(
+                    "malformed XML at byte {}: {e}",
+                    reader.buffer_position()
+                ));
+            }
+            Ok(XmlEvent::DocType(_)) => return Err("a DOCTYPE is not allowed".into()),
+            Ok(XmlEvent::Start(e)) => {
+                let name = local(e.name().as_ref().as_bytes()).to_vec();
+                if path.is_empty() && name != b"Haendelsesbesked" && name != b"ModtagBeskedInput" {
+                    return Err(format!(
+                        "not a Haendelsesbesked: root element {}",
+                        String::from_utf8_lossy(&name)
+                    ));
+                }
+                if name == b"Haendelsesbesked" {
+                    seen_root = true;
+                }
+                match name.as_slice() {
+                    b"Leveranceinformation" => info.has_leveranceinformation = true,
+                    b"Beskeddata" => info.has_beskeddata = true,
+                    _ => {}
+                }
+                path.push(name);
+                if path.len() > MAX_DEPTH {
+                    return Err("elements nested too deeply".into());
+                }
+            }
+            Ok(XmlEvent::Empty(e)) => {
+                let name = local(e.name().as_ref().as_bytes()).to_vec();
+                if path.is_empty() {
+                    return Err("not a Haendelsesbesked".into());
+                }
+                if name == b"Leveranceinformation" {
+                    info.has_leveranceinformation = true;
+                }
+            }
+            Ok(XmlEvent::Text(t)) if !path.is_empty() => {
+                let text = t.xml10_content();
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let tail: Vec<&[u8]> = path.iter().rev().take(3).map(Vec::as_slice).collect();
+                match tail.as_slice() {
+                    [b"UUIDIdentifikator", b"BeskedId", b"Haendelsesbesked"] => {
+                        info.besked_id = Some(text.to_owned())
+                    }
+                    [b"UUIDIdentifikator", b"Beskedtype", b"Filtreringsdata"] => {
+                        info.beskedtype = Some(text.to_owned())
+                    }
+                    [b"URNIdentifikator", b"ObjektId", b"RelateretObjekt"] => {
+                        info.objekt_ids.push(text.to_owned())
+                    }
+                    _ => {}
+                }
+            }
+            Ok(XmlEvent::End(_)) => {
+                path.pop();
+            }
+            Ok(XmlEvent::Eof) => break,
+            Ok(_) => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err("document ends inside an element".into());
+    }
+    if !seen_root {
+        return Err("no Haendelsesbesked".into());
+    }
+    Ok(info)
+}
+
+/// A `StandardRetur` reply.
+pub fn standard_retur(code: u32, text: &str) -> String {
+    let text = quick_xml::escape::escape(text);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{SAGDOK_NS}\">\
+         <sd:StatusKode>{code}</sd:StatusKode><sd:FejlbeskedTekst>{text}</sd:FejlbeskedTekst></sd:StandardRetur>"
+    )
+}
+
+/// Reads `StatusKode` and `FejlbeskedTekst` of a `StandardRetur` (also
+/// inside a `ModtagBeskedOutput`).
+pub fn parse_standard_retur(xml: &[u8]) -> Result<(u32, String), String> {
+    let mut reader = Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let (mut code, mut text) = (None, String::new());
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Err(e) => return Err(format!("malformed StandardRetur: {e}")),
+            Ok(XmlEvent::DocType(_)) => return Err("a DOCTYPE is not allowed".into()),
+            Ok(XmlEvent::Start(e)) => current = local(e.name().as_ref().as_bytes()).to_vec(),
+            Ok(XmlEvent::Text(t)) => {
+                let v = t.xml10_content();
+                match current.as_slice() {
+                    b"StatusKode" => code = v.trim().parse().ok(),
+                    b"FejlbeskedTekst" => text.push_str(&v),
+                    _ => {}
+                }
+            }
+            Ok(XmlEvent::GeneralRef(r)) if current == b"FejlbeskedTekst" => {
+                if let Some(c) = resolve_ref(&r) {
+                    text.push(c);
+                }
+            }
+            Ok(XmlEvent::End(_)) => current.clear(),
+            Ok(XmlEvent::Eof) => break,
+            Ok(_) => {}
+        }
+    }
+    code.map(|c| (c, text.trim().to_owned()))
+        .ok_or_else(|| "StandardRetur without StatusKode".into())
+}
+
+/// The character an entity or character reference stands for.
+pub fn resolve_ref(name: &str) -> Option<char> {
+    match name {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "amp" => Some('&'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => {
+            let n = name.strip_prefix('#')?;
+            let code = match n.strip_prefix('x') {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => n.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Wraps an envelope in `ModtagBeskedInput` (push delivery).
+pub fn modtag_besked_input(envelope: &[u8]) -> Vec<u8> {
+    let body = strip_declaration(envelope);
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><sts:ModtagBeskedInput xmlns:sts=\"{STS_NS}\">"
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"</sts:ModtagBeskedInput>");
+    out
+}
+
+/// The `Haendelsesbesked` inside a `ModtagBeskedInput`, as its own document.
+pub fn unwrap_modtag_besked_input(xml: &[u8]) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(xml).map_err(|_| "not UTF-8".to_owned())?;
+    let start = text
+        .find("<sts:ModtagBeskedInput")
+        .ok_or("not a ModtagBeskedInput")?;
+    let inner_start = start + text[start..].find('>').ok_or("not a ModtagBeskedInput")? + 1;
+    let end = text
+        .rfind("</sts:ModtagBeskedInput>")
+        .ok_or("ModtagBeskedInput is not closed")?;
+    if end < inner_start {
+        return Err("ModtagBeskedInput is empty".into());
+    }
+    let mut out = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>".to_vec();
+    out.extend_from_slice(text[inner_start..end].trim().as_bytes());
+    Ok(out)
+}
+
+/// A `ModtagBeskedOutput` answer.
+pub fn modtag_besked_output(code: u32, text: &str) -> String {
+    let text = quick_xml::escape::escape(text);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><sts:ModtagBeskedOutput xmlns:sts=\"{STS_NS}\" xmlns:sd=\"{SAGDOK_NS}\">\
+         <sd:StandardRetur><sd:StatusKode>{code}</sd:StatusKode><sd:FejlbeskedTekst>{text}</sd:FejlbeskedTekst></sd:StandardRetur>\
+         </sts:ModtagBeskedOutput>"
+    )
+}
+
+fn strip_declaration(xml: &[u8]) -> &[u8] {
+    if xml.starts_with(b"<?xml")
+        && let Some(end) = xml.windows(2).position(|w| w == b"?>")
+    {
+        return &xml[end + 2..];
+    }
+    xml
+}
+
+/// An AliveBesked: beskedtype [`ALIVE_BESKEDTYPE`], our system as the
+/// responsible actor and as the allowed receiver, no business data.
+pub fn alive_envelope(id: Uuid, aktoer: Uuid, created: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><b:Haendelsesbesked xmlns:b=\"{KUVERT_NS}\" xmlns:sd=\"{SAGDOK_NS}\">\
+         <b:BeskedId><sd:UUIDIdentifikator>{id}</sd:UUIDIdentifikator></b:BeskedId><b:BeskedVersion>1.0</b:BeskedVersion>\
+         <b:Beskedkuvert><b:Filtreringsdata><b:Beskedtype><sd:UUIDIdentifikator>{ALIVE_BESKEDTYPE}</sd:UUIDIdentifikator></b:Beskedtype>\
+         <b:BeskedAnsvarligAktoer><sd:UUIDIdentifikator>{aktoer}</sd:UUIDIdentifikator></b:BeskedAnsvarligAktoer></b:Filtreringsdata>\
+         <b:Leveranceinformation><b:Dannelsestidspunkt><sd:TidsstempelDatoTid>{created}</sd:TidsstempelDatoTid></b:Dannelsestidspunkt>\
+         <b:TransaktionsId><sd:UUIDIdentifikator>{id}</sd:UUIDIdentifikator></b:TransaktionsId></b:Leveranceinformation>\
+         </b:Beskedkuvert></b:Haendelsesbesked>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspects_envelopes_and_wrapped_envelopes() {
+        let id = Uuid::from_u128(7);
+        let env = alive_envelope(id, Uuid::from_u128(9), "2026-11-24T01:00:00Z");
+        let info = inspect(env.as_bytes()).unwrap();
+        assert_eq!(info.besked_id.as_deref(), Some(id.to_string().as_str()));
+        assert_eq!(
+            info.beskedtype.as_deref(),
+            Some(ALIVE_BESKEDTYPE.to_string().as_str())
+        );
+        assert!(!info.has_beskeddata, "AliveBesked carries no business data");
+        info.validate().unwrap();
+        let wrapped = modtag_besked_input(env.as_bytes());
+        assert_eq!(inspect(&wrapped).unwrap(), info);
+        assert_eq!(
+            unwrap_modtag_besked_input(&wrapped).unwrap(),
+            env.as_bytes()
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_envelope() {
+        assert!(inspect(b"<x/>").is_err());
+        assert!(inspect(b"<b:Haendelsesbesked xmlns:b=\"u\"><b:BeskedId>").is_err());
+        assert!(inspect(b"<!DOCTYPE a><a/>").is_err());
+        let missing = inspect(b"<Haendelsesbesked><Beskedkuvert/></Haendelsesbesked>").unwrap();
+        assert_eq!(missing.validate(), Err("BeskedId is missing".into()));
+    }
+
+    #[test]
+    fn standard_retur_roundtrips() {
+        assert_eq!(
+            parse_standard_retur(standard_retur(41, "token <expired>").as_bytes()),
+            Ok((41, "token <expired>".into()))
+        );
+        assert_eq!(
+            parse_standard_retur(modtag_besked_output(20, "").as_bytes()),
+            Ok((20, String::new()))
+        );
+        assert!(parse_standard_retur(b"<x/>").is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! The Beskedfordeler emulator, on a real RabbitMQ broker.
+//!
+//! Declares the exchange (default `AFSEND_BESKED_EXCHANGE`) and its inbox
+//! queue, consumes what is published, checks each message (well-formed
+//! envelope, required fields, `message_id` = `BeskedId`, `token` header),
+//! answers a `StandardRetur` to `reply_to` with the same `correlation_id`,
+//! and routes accepted messages to dueslag queues by subscription
+//! (beskedtype, optionally a value list of `ObjektId`s) and to HTTP push
+//! endpoints as `ModtagBeskedInput`. Fault injection: answer 41 every N
+//! messages, answer an error code every N, drop every Nth reply, delay
+//! replies. Also `drain`: empty a queue and print the `BeskedId`s.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use uuid::Uuid;
+
+use crate::besked;
+
+/// A dueslag: a queue that gets the messages of one beskedtype.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub queue: String,
+    pub beskedtype: String,
+    /// Only messages about one of these `ObjektId`s (`urn:oio:cpr-nr:…`).
+    pub objekt_ids: Option<HashSet<String>>,
+}
+
+impl std::str::FromStr for Subscription {
+    type Err = String;
+
+    /// `QUEUE=BESKEDTYPE` or `QUEUE=BESKEDTYPE:FILE` (one ObjektId a line).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (queue, rest) = s
+            .split_once('=')
+            .ok_or("expected QUEUE=BESKEDTYPE[:FILE]")?;
+        let (beskedtype, file) = match rest.split_once(':') {
+            Some((t, f)) => (t, Some(f)),
+            None => (rest, None),
+        };
+        Uuid::parse_str(beskedtype).map_err(|_| format!("{beskedtype} is not a UUID"))?;
+        let objekt_ids = match file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read {f}: {e}"))?
+                    .lines()
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            ),
+            None => None,
+        };
+        Ok(Subscription {
+            queue: queue.to_owned(),
+            beskedtype: beskedtype.to_lowercase(),
+            objekt_ids,
+        })
+    }
+}
+
+/// How to run the emulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub amqp: String,
+    pub exchange: String,
+    pub subscriptions: Vec<Subscription>,
+    /// Push every accepted message of `push_beskedtype` to this URL.
+    pub push_to: Option<String>,
+    pub push_beskedtype: String,
+    pub answer_41_every: u64,
+    pub error_code: u32,
+    pub error_every: u64,
+    pub drop_reply_every: u64,
+    pub delay_reply_ms: u64,
+}
+
+/// The inbox queue of an exchange.
+pub fn inbox(exchange: &str) -> String {
+    format!("{exchange}.indbakke")
+}
+
+async fn open(amqp: &str) -> anyhow::Result<(lapin::Connection, Channel)> {
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+        .await
+        .with_context(|| format!("cannot connect to {}", crate::publish::redact(amqp)))?;
+    let channel = connection.create_channel().await?;
+    Ok((connection, channel))
+}
+
+async fn declare_queue(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot declare queue {name}"))?;
+    Ok(())
+}
+
+/// Runs the emulator until SIGTERM or SIGINT.
+pub fn serve(opts: Options) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_async(opts))
+}
+
+async fn serve_async(opts: Options) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut announced = false;
+    let mut failures = 0u32;
+    loop {
+        let result = tokio::select! {
+            r = session(&opts, &mut announced) => r,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        // The broker went away: reconnect (a restart of the broker is a test).
+        failures += 1;
+        let e = result
+            .err()
+            .map_or("consumer ended".to_owned(), |e| format!("{e:#}"));
+        eprintln!("beskedfordeler emulator: {e}; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
+    }
+    eprintln!("beskedfordeler emulator stopped");
+    Ok(())
+}
+
+async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
+    let (_connection, channel) = open(&opts.amqp).await?;
+    channel
+        .exchange_declare(
+            opts.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .context("cannot declare the exchange")?;
+    let inbox = inbox(&opts.exchange);
+    declare_queue(&channel, &inbox).await?;
+    channel
+        .queue_bind(
+            inbox.as_str().into(),
+            opts.exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    for s in &opts.subscriptions {
+        declare_queue(&channel, &s.queue).await?;
+    }
+    channel.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            inbox.as_str().into(),
+            "bfo-emulator".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    if !*announced {
+        println!(
+            "beskedfordeler emulator ready on {}, exchange {}",
+            crate::publish::redact(&opts.amqp),
+            opts.exchange
+        );
+        std::io::stdout().flush()?;
+        *announced = true;
+    }
+    let push = opts
+        .push_to
+        .clone()
+        .map(|url| (url, reqwest::Client::new()));
+    let mut n = 0u64;
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        n += 1;
+        let props = &delivery.properties;
+        let reply_to = props.reply_to().as_ref().map(|s| s.to_string());
+        let correlation = props.correlation_id().as_ref().map(|s| s.to_string());
+        let (code, text, route) = check(opts, n, &delivery.data, props);
+        if route {
+            let info = besked::inspect(&delivery.data).unwrap_or_default();
+            let beskedtype = info.beskedtype.clone().unwrap_or_default().to_lowercase();
+            for s in &opts.subscriptions {
+                let wanted = s.beskedtype == beskedtype
+                    && s.objekt_ids
+                        .as_ref()
+                        .is_none_or(|ids| info.objekt_ids.iter().any(|o| ids.contains(o)));
+                if wanted {
+                    channel
+                        .basic_publish(
+                            "".into(),
+                            s.queue.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &delivery.data,
+                            BasicProperties::default()
+                                .with_message_id(
+                                    info.besked_id.clone().unwrap_or_default().as_str().into(),
+                                )
+                                .with_delivery_mode(2),
+                        )
+                        .await?;
+                }
+            }
+            if let Some((url, client)) = &push
+                && beskedtype == opts.push_beskedtype
+            {
+                let body = besked::modtag_besked_input(&delivery.data);
+                match client
+                    .post(url)
+                    .header("Content-Type", "application/xml")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => eprintln!("push to {url}: HTTP {}", r.status()),
+                    Err(e) => eprintln!("push to {url}: {e}"),
+                }
+            }
+        }
+        let drop_reply = opts.drop_reply_every > 0 && n.is_multiple_of(opts.drop_reply_every);
+        if let (Some(reply_to), false) = (reply_to, drop_reply) {
+            if opts.delay_reply_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(opts.delay_reply_ms)).await;
+            }
+            let mut p = BasicProperties::default();
+            if let Some(c) = correlation {
+                p = p.with_correlation_id(c.as_str().into());
+            }
+            channel
+                .basic_publish(
+                    "".into(),
+                    reply_to.as_str().into(),
+                    BasicPublishOptions::default(),
+                    besked::standard_retur(code, &text).as_bytes(),
+                    p,
+                )
+                .await?;
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+    }
+    Ok(())
+}
+
+/// The answer to message `n`: (StatusKode, FejlbeskedTekst, route it?).
+fn check(opts: &Options, n: u64, body: &[u8], props: &BasicProperties) -> (u32, String, bool) {
+    if opts.answer_41_every > 0 && n.is_multiple_of(opts.answer_41_every) {
+        return (besked::TOKEN_EXPIRED, "token udloebet".into(), false);
+    }
+    if opts.error_every > 0 && n.is_multiple_of(opts.error_every) {
+        return (
+            opts.error_code,
+            format!("injected error {}", opts.error_code),
+            false,
+        );
+    }
+    let token = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("token").cloned())
+        .is_some_and(|v| match v {
+            AMQPValue::LongString(s) => !s.as_bytes().is_empty(),
+            AMQPValue::ShortString(s) => !s.as_str().is_empty(),
+            _ => false,
+        });
+    if !token {
+        return (40, "the token header is missing".into(), false);
+    }
+    let info = match besked::inspect(body) {
+        Ok(i) => i,
+        Err(e) => return (40, format!("invalid Haendelsesbesked: {e}"), false),
+    };
+    if let Err(e) = info.validate() {
+        return (40, format!("invalid Haendelsesbesked: {e}"), false);
+    }
+    let message_id = props.message_id().as_ref().map(|m| m.to_string());
+    if message_id != info.besked_id {
+        return (40, "message_id is not the BeskedId".into(), false);
+    }
+    (besked::OK, String::new(), true)
+}
+
+/// Consumes `queue` until it stays empty for `idle`, acking every message,
+/// and returns the `BeskedId`s in arrival order (duplicates kept).
+pub fn drain(amqp: &str, queue: &str, idle: Duration) -> anyhow::Result<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (_connection, channel) = open(amqp).await?;
+        declare_queue(&channel, queue).await?;
+        channel.basic_qos(1000, BasicQosOptions::default()).await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "drain".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut ids = Vec::new();
+        while let Ok(Some(delivery)) = tokio::time::timeout(idle, consumer.next()).await {
+            let delivery = delivery?;
+            let id = besked::inspect(&delivery.data)
+                .ok()
+                .and_then(|i| i.besked_id)
+                .unwrap_or_else(|| "invalid".into());
+            ids.push(id);
+            delivery.ack(BasicAckOptions::default()).await?;
+        }
+        Ok(ids)
+    })
+}

@@ -1,0 +1,465 @@
+//! The publisher: the outbox to Beskedfordeler, at least once (SF1462).
+//!
+//! Every unpublished batch, in (date, authority) order, goes over AMQP 0-9-1
+//! to the exchange (default `AFSEND_BESKED_EXCHANGE`), routing key `""`,
+//! mandatory, with `message_id` = the event's `BeskedId` (the same on every
+//! attempt), a new `correlation_id` per attempt, `reply_to` =
+//! `amq.rabbitmq.reply-to` and the header `token`. Many messages are in
+//! flight; replies (`StandardRetur`) are matched by correlation id. The
+//! batch's cursor (`<cvr>.cursor`, written atomically) only moves over a
+//! contiguous run of confirmed events, so after a crash the publisher
+//! resends from the cursor: duplicates only as resends of the same
+//! `BeskedId`, never a loss.
+//!
+//! `StatusKode` 20 confirms; 41 (token expired) reconnects and resends; any
+//! other code stops that batch with the code and text in the report. A
+//! message without a reply within `reply_timeout` is sent again. Connection
+//! loss reconnects with capped, jittered backoff; after `max_failures`
+//! consecutive failures without progress the publisher stops (exit code 4,
+//! "publish incomplete") and the next `publish` resumes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_lite::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use uuid::Uuid;
+
+use crate::config::BeskedfordelerConfig;
+use crate::{besked, fsutil, outbox};
+
+/// The direct reply-to pseudo queue.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Confirmed events between two cursor writes.
+const CURSOR_EVERY: u64 = 2000;
+
+/// How one batch went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchOutcome {
+    pub batch: String,
+    pub events: u64,
+    /// Events confirmed before this publish started.
+    pub already_published: u64,
+    /// Events confirmed now.
+    pub published: u64,
+    /// Messages sent (including resends).
+    pub sent: u64,
+    pub status: BatchStatus,
+    pub message: Option<String>,
+}
+
+/// The end state of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchStatus {
+    Published,
+    /// Beskedfordeler answered an error code: the batch stops here.
+    Rejected,
+    /// Stopped by connection failures; the next publish resumes.
+    Incomplete,
+}
+
+/// A connection with its reply consumer.
+struct Link {
+    _connection: Connection,
+    channel: Channel,
+    replies: Consumer,
+}
+
+/// Connects and starts consuming direct replies.
+pub async fn connect(cfg: &BeskedfordelerConfig) -> anyhow::Result<(Connection, Channel)> {
+    let props = ConnectionProperties::default();
+    let connection = match &cfg.tls {
+        None => Connection::connect(&cfg.url, props).await,
+        Some((ca, cert, key)) => {
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: Some(lapin::tcp::OwnedIdentity::PKCS8 {
+                    pem: std::fs::read(cert)
+                        .with_context(|| format!("cannot read {}", cert.display()))?,
+                    key: std::fs::read(key)
+                        .with_context(|| format!("cannot read {}", key.display()))?,
+                }),
+                cert_chain: Some(
+                    std::fs::read_to_string(ca)
+                        .with_context(|| format!("cannot read {}", ca.display()))?,
+                ),
+            };
+            Connection::connect_with_config(
+                &cfg.url,
+                props,
+                tls,
+                lapin::runtime::default_runtime()?,
+            )
+            .await
+        }
+    }
+    .with_context(|| format!("cannot connect to Beskedfordeler at {}", redact(&cfg.url)))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("cannot open a channel")?;
+    Ok((connection, channel))
+}
+
+/// The URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
+    let (connection, channel) = connect(cfg).await?;
+    let replies = channel
+        .basic_consume(
+            REPLY_TO.into(),
+            format!("nemsms-diff-{}", Uuid::new_v4()).as_str().into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .context("cannot consume direct replies")?;
+    Ok(Link {
+        _connection: connection,
+        channel,
+        replies,
+    })
+}
+
+/// Publishes one message; the caller matches the reply by `correlation_id`.
+pub async fn send(
+    channel: &Channel,
+    cfg: &BeskedfordelerConfig,
+    body: &[u8],
+    message_id: &str,
+    correlation_id: &str,
+) -> lapin::Result<()> {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "token".into(),
+        AMQPValue::LongString(cfg.token.as_str().into()),
+    );
+    let props = BasicProperties::default()
+        .with_message_id(message_id.into())
+        .with_correlation_id(correlation_id.into())
+        .with_reply_to(REPLY_TO.into())
+        .with_content_type("application/xml".into())
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            cfg.exchange.as_str().into(),
+            ShortString::from(""),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            props,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The `BeskedId` of one of our envelopes.
+pub fn besked_id(envelope: &[u8]) -> Option<String> {
+    const MARK: &[u8] = b"<b:BeskedId><sd:UUIDIdentifikator>";
+    let at = memchr::memmem::find(envelope, MARK)? + MARK.len();
+    let id = std::str::from_utf8(envelope.get(at..at + 36)?).ok()?;
+    Uuid::parse_str(id).is_ok().then(|| id.to_owned())
+}
+
+/// Publishes every unpublished batch; stops at the first batch that is
+/// rejected or incomplete (later batches wait: order is kept).
+pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<Vec<BatchOutcome>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let mut outcomes = Vec::new();
+        let mut link: Option<Link> = None;
+        for path in outbox::list(state)? {
+            let header = outbox::read_header(&path)?;
+            let cursor = outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
+            if cursor >= header.n_events {
+                continue;
+            }
+            let outcome = publish_batch(&path, header.n_events, cursor, cfg, &mut link).await?;
+            let stop = outcome.status != BatchStatus::Published;
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        Ok(outcomes)
+    })
+}
+
+struct Pending {
+    index: u64,
+    sent_at: Instant,
+}
+
+async fn publish_batch(
+    path: &Path,
+    n_events: u64,
+    start: u64,
+    cfg: &BeskedfordelerConfig,
+    link_slot: &mut Option<Link>,
+) -> anyhow::Result<BatchOutcome> {
+    let name = path
+        .strip_prefix(
+            path.parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("")),
+        )
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let (_, envelopes) = outbox::open(path)?;
+    // The events from the cursor on, in memory for resends (a batch of a
+    // national stress day is ~2 KB x 100k = 200 MB at most per authority).
+    let bodies: Vec<Vec<u8>> = envelopes.skip(start as usize).collect::<Result<_, _>>()?;
+    let mut ids = Vec::with_capacity(bodies.len());
+    for (i, b) in bodies.iter().enumerate() {
+        ids.push(
+            besked_id(b).with_context(|| {
+                format!("{name}: event {} has no BeskedId", start + i as u64 + 1)
+            })?,
+        );
+    }
+    let mut outcome = BatchOutcome {
+        batch: name.clone(),
+        events: n_events,
+        already_published: start,
+        published: 0,
+        sent: 0,
+        status: BatchStatus::Published,
+        message: None,
+    };
+    let mut confirmed = vec![false; bodies.len()];
+    let mut cursor = start; // absolute: events [0, cursor) confirmed
+    let mut written_cursor = start;
+    let mut next = 0usize; // next never-sent index into bodies
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut resend: BTreeMap<u64, ()> = BTreeMap::new();
+    let mut failures = 0u32;
+    let mut last_progress = Instant::now();
+
+    'outer: while cursor < n_events {
+        // (Re)connect when needed, with capped, jittered backoff.
+        if link_slot.is_none() {
+            match link(cfg).await {
+                Ok(l) => *link_slot = Some(l),
+                Err(e) => {
+                    failures += 1;
+                    if failures >= cfg.max_failures {
+                        outcome.status = BatchStatus::Incomplete;
+                        outcome.message = Some(format!(
+                            "publish incomplete after {failures} failures: {e:#}"
+                        ));
+                        break 'outer;
+                    }
+                    let delay = backoff(failures, cfg.max_backoff);
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "cannot connect to Beskedfordeler");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            // Everything unconfirmed is sent again on the new connection.
+            for p in pending.drain() {
+                resend.insert(p.1.index, ());
+            }
+        }
+        let link = link_slot.as_mut().expect("connected");
+        // Fill the window: resends first, then new events.
+        let mut broken = None;
+        while pending.len() < cfg.in_flight {
+            let index = match resend.pop_first() {
+                Some((i, ())) => i,
+                None if next < bodies.len() => {
+                    next += 1;
+                    (next - 1) as u64
+                }
+                None => break,
+            };
+            let correlation = Uuid::new_v4().to_string();
+            if let Err(e) = send(
+                &link.channel,
+                cfg,
+                &bodies[index as usize],
+                &ids[index as usize],
+                &correlation,
+            )
+            .await
+            {
+                resend.insert(index, ());
+                broken = Some(e.to_string());
+                break;
+            }
+            outcome.sent += 1;
+            pending.insert(
+                correlation,
+                Pending {
+                    index,
+                    sent_at: Instant::now(),
+                },
+            );
+        }
+        if let Some(e) = broken {
+            tracing::warn!(error = %e, "publishing failed: reconnecting");
+            *link_slot = None;
+            failures += 1;
+            if failures >= cfg.max_failures {
+                outcome.status = BatchStatus::Incomplete;
+                outcome.message =
+                    Some(format!("publish incomplete after {failures} failures: {e}"));
+                break;
+            }
+            tokio::time::sleep(backoff(failures, cfg.max_backoff)).await;
+            continue;
+        }
+        // Wait for a reply, or for the oldest message's reply timeout.
+        let oldest = pending.values().map(|p| p.sent_at).min();
+        let wait = oldest.map_or(cfg.reply_timeout, |t| {
+            cfg.reply_timeout.saturating_sub(t.elapsed())
+        });
+        match tokio::time::timeout(wait.max(Duration::from_millis(1)), link.replies.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                let Some(cid) = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.to_string())
+                else {
+                    continue;
+                };
+                let Some(p) = pending.remove(&cid) else {
+                    continue; // a late reply to an attempt already resent
+                };
+                let local = p.index as usize;
+                let (code, text) = besked::parse_standard_retur(&delivery.data)
+                    .unwrap_or((0, "unreadable StandardRetur".into()));
+                match code {
+                    besked::OK => {
+                        if !confirmed[local] {
+                            confirmed[local] = true;
+                            outcome.published += 1;
+                        }
+                        while cursor < n_events && confirmed[(cursor - start) as usize] {
+                            cursor += 1;
+                        }
+                        failures = 0;
+                        last_progress = Instant::now();
+                    }
+                    besked::TOKEN_EXPIRED => {
+                        tracing::warn!(
+                            "token expired (StatusKode 41): reconnecting with a new token"
+                        );
+                        resend.insert(p.index, ());
+                        *link_slot = None;
+                    }
+                    _ => {
+                        outcome.status = BatchStatus::Rejected;
+                        outcome.message = Some(format!(
+                            "Beskedfordeler rejected event {} of {} (BeskedId {}): StatusKode {code}: {text}",
+                            start + p.index + 1,
+                            n_events,
+                            ids[local]
+                        ));
+                        break;
+                    }
+                }
+                if cursor - written_cursor >= CURSOR_EVERY {
+                    write_cursor(path, cursor)?;
+                    written_cursor = cursor;
+                }
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "reply consumer failed: reconnecting");
+                *link_slot = None;
+            }
+            Ok(None) => {
+                tracing::warn!("reply consumer ended: reconnecting");
+                *link_slot = None;
+            }
+            Err(_) => {
+                // Reply timeout: send the overdue messages again.
+                let overdue: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, p)| p.sent_at.elapsed() >= cfg.reply_timeout)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                for c in overdue {
+                    if let Some(p) = pending.remove(&c) {
+                        resend.insert(p.index, ());
+                    }
+                }
+                if last_progress.elapsed() >= cfg.reply_timeout {
+                    failures += 1;
+                    last_progress = Instant::now();
+                    tracing::warn!(failures, "no reply from Beskedfordeler in time: resending");
+                    if failures >= cfg.max_failures {
+                        outcome.status = BatchStatus::Incomplete;
+                        outcome.message = Some(format!(
+                            "publish incomplete: no replies after {failures} timeouts"
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if cursor != written_cursor {
+        write_cursor(path, cursor)?;
+    }
+    Ok(outcome)
+}
+
+fn backoff(failures: u32, max: Duration) -> Duration {
+    use rand::Rng;
+    let cap = Duration::from_millis(100)
+        .saturating_mul(1 << failures.min(10))
+        .min(max);
+    Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64))
+}
+
+/// Writes a batch's cursor atomically.
+pub fn write_cursor(batch: &Path, cursor: u64) -> anyhow::Result<()> {
+    let path: PathBuf = outbox::cursor_path(batch);
+    fsutil::write_atomic(&path, format!("{cursor}\n").as_bytes())
+        .with_context(|| format!("cannot write the publish cursor {}", path.display()))
+}
+
+/// Writes every envelope of every batch as a file under `dir`
+/// (`<date>/<cvr>/<n>-<BeskedId>.xml`); cursors are left alone.
+pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for path in outbox::list(state)? {
+        let (header, envelopes) = outbox::open(&path)?;
+        let out = dir.join(header.date.to_string()).join(crate::keys::format(
+            crate::keys::KeyKind::Cvr,
+            header.authority,
+        ));
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        for (i, env) in envelopes.enumerate() {
+            let env = env?;
+            let id = besked_id(&env).unwrap_or_else(|| "unknown".into());
+            let file = out.join(format!("{:07}-{id}.xml", i + 1));
+            fsutil::write_replace(&file, &env)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
