@@ -193,15 +193,28 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
         .clone()
         .map(|url| (url, reqwest::Client::new()));
     let mut n = 0u64;
-    while let Some(delivery) = consumer.next().await {
-        let delivery = delivery?;
+    let mut unacked = 0u32;
+    let mut last: Option<lapin::message::Delivery> = None;
+    loop {
+        let delivery = match tokio::time::timeout(Duration::from_millis(20), consumer.next()).await
+        {
+            Ok(Some(d)) => d?,
+            Ok(None) => break,
+            Err(_) => {
+                // Idle: acknowledge what was processed.
+                if let Some(d) = last.take() {
+                    d.ack(BasicAckOptions { multiple: true }).await?;
+                    unacked = 0;
+                }
+                continue;
+            }
+        };
         n += 1;
         let props = &delivery.properties;
         let reply_to = props.reply_to().as_ref().map(|s| s.to_string());
         let correlation = props.correlation_id().as_ref().map(|s| s.to_string());
-        let (code, text, route) = check(opts, n, &delivery.data, props);
-        if route {
-            let info = besked::inspect(&delivery.data).unwrap_or_default();
+        let (code, text, info) = check(opts, n, &delivery.data, props);
+        if let Some(info) = info {
             let beskedtype = info.beskedtype.clone().unwrap_or_default().to_lowercase();
             for s in &opts.subscriptions {
                 let wanted = s.beskedtype == beskedtype
@@ -260,21 +273,35 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
                 )
                 .await?;
         }
-        delivery.ack(BasicAckOptions::default()).await?;
+        // Acknowledge in groups: one ack covers every delivery up to it.
+        unacked += 1;
+        if unacked >= 100 {
+            delivery.ack(BasicAckOptions { multiple: true }).await?;
+            unacked = 0;
+            last = None;
+        } else {
+            last = Some(delivery);
+        }
     }
     Ok(())
 }
 
-/// The answer to message `n`: (StatusKode, FejlbeskedTekst, route it?).
-fn check(opts: &Options, n: u64, body: &[u8], props: &BasicProperties) -> (u32, String, bool) {
+/// The answer to message `n`: (StatusKode, FejlbeskedTekst, the envelope
+/// to route if it is accepted).
+fn check(
+    opts: &Options,
+    n: u64,
+    body: &[u8],
+    props: &BasicProperties,
+) -> (u32, String, Option<besked::EnvelopeInfo>) {
     if opts.answer_41_every > 0 && n.is_multiple_of(opts.answer_41_every) {
-        return (besked::TOKEN_EXPIRED, "token udloebet".into(), false);
+        return (besked::TOKEN_EXPIRED, "token udloebet".into(), None);
     }
     if opts.error_every > 0 && n.is_multiple_of(opts.error_every) {
         return (
             opts.error_code,
             format!("injected error {}", opts.error_code),
-            false,
+            None,
         );
     }
     let token = props
@@ -287,20 +314,20 @@ fn check(opts: &Options, n: u64, body: &[u8], props: &BasicProperties) -> (u32, 
             _ => false,
         });
     if !token {
-        return (40, "the token header is missing".into(), false);
+        return (40, "the token header is missing".into(), None);
     }
     let info = match besked::inspect(body) {
         Ok(i) => i,
-        Err(e) => return (40, format!("invalid Haendelsesbesked: {e}"), false),
+        Err(e) => return (40, format!("invalid Haendelsesbesked: {e}"), None),
     };
     if let Err(e) = info.validate() {
-        return (40, format!("invalid Haendelsesbesked: {e}"), false);
+        return (40, format!("invalid Haendelsesbesked: {e}"), None);
     }
     let message_id = props.message_id().as_ref().map(|m| m.to_string());
     if message_id != info.besked_id {
-        return (40, "message_id is not the BeskedId".into(), false);
+        return (40, "message_id is not the BeskedId".into(), None);
     }
-    (besked::OK, String::new(), true)
+    (besked::OK, String::new(), Some(info))
 }
 
 /// Consumes `queue` until it stays empty for `idle`, acking every message,

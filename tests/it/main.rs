@@ -1,5 +1,6 @@
 //! Integration tests: drive the real `nemsms-diff` binary in temp dirs.
 
+mod bfo;
 mod cli;
 mod register;
 mod run;

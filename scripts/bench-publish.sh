@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Publish benchmark: envelopes confirmed end to end per second (publisher ->
+# RabbitMQ -> Beskedfordeler emulator -> StandardRetur reply) on loopback,
+# median of RUNS runs, with a private RabbitMQ node. Checks that every
+# event reached the dueslag.
+#
+#   scripts/bench-publish.sh             # ~50,000 events, in_flight 500, 3 runs
+#   IN_FLIGHT=1000 RUNS=5 scripts/bench-publish.sh
+#   scripts/bench-publish.sh --smoke     # small, 1 run (CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-1000000}
+CHURN=${CHURN:-0.025}
+RUNS=${RUNS:-3}
+IN_FLIGHT=${IN_FLIGHT:-500}
+if [[ "${1:-}" == "--smoke" ]]; then KEYS=50000; CHURN=0.02; RUNS=1; fi
+
+cargo build --release --quiet
+BIN=$PWD/target/release/nemsms-diff
+WORK=$(mktemp -d)
+EMU_PID=
+cleanup() {
+    [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null
+    scripts/stop-rabbitmq.sh "$WORK/rabbitmq"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+eval "$(scripts/start-rabbitmq.sh "$WORK/rabbitmq")"
+
+"$BIN" generate --out "$WORK/lists" --authorities 5 --keys "$KEYS" --days 2 --churn "$CHURN" 2>/dev/null
+scripts/make-config.sh "$WORK/lists" "$WORK/state" >"$WORK/config.toml"
+cat >>"$WORK/config.toml" <<TOML
+
+[beskedfordeler]
+url = "$NEMSMS_DIFF_AMQP_URL"
+token = "bench-token"
+in_flight = $IN_FLIGHT
+TOML
+"$BIN" run --config "$WORK/config.toml" --date 2026-01-01 >/dev/null 2>&1
+"$BIN" run --config "$WORK/config.toml" --date 2026-01-02 >/dev/null 2>&1
+EVENTS=$("$BIN" outbox list --config "$WORK/config.toml" --json | sed 's/.*"n_events":\([0-9]*\).*/\1/' | awk '{s += $1} END {print s}')
+BESKEDTYPE=$(sed -n 's/^beskedtype = "\(.*\)"/\1/p' "$WORK/config.toml")
+
+"$BIN" simulate beskedfordeler --amqp "$NEMSMS_DIFF_AMQP_URL" --subscribe "dueslag.bench=$BESKEDTYPE" >"$WORK/emu.out" 2>&1 &
+EMU_PID=$!
+for _ in $(seq 100); do grep -q ready "$WORK/emu.out" && break; sleep 0.1; done
+
+: >"$WORK/rates"
+source /tmp/cpu.sh; b0=$(cpu beam.smp); e0=$(cpu "simulate beskedfordeler")
+for run in $(seq "$RUNS"); do
+    find "$WORK/state/outbox" -name '*.cursor' -delete
+    start=$(date +%s%N)
+    "$BIN" publish --config "$WORK/config.toml" >"$WORK/publish.out" 2>"$WORK/publish.err"
+    ns=$(($(date +%s%N) - start))
+    "$BIN" simulate drain --amqp "$NEMSMS_DIFF_AMQP_URL" --queue dueslag.bench --idle-ms 1000 >"$WORK/ids" 2>/dev/null
+    got=$(sort -u "$WORK/ids" | wc -l)
+    if [[ "$got" -ne "$EVENTS" ]]; then
+        echo "FAIL: run $run: $got distinct BeskedIds reached the dueslag, the outbox has $EVENTS events" >&2
+        cat "$WORK/publish.out" >&2
+        exit 1
+    fi
+    awk -v n="$EVENTS" -v ns="$ns" 'BEGIN { printf "%.0f\n", n / (ns / 1e9) }' >>"$WORK/rates"
+done
+echo "CPU ticks: broker $(( $(cpu beam.smp) - b0 )), emulator $(( $(cpu "simulate beskedfordeler") - e0 ))"
+median=$(sort -n "$WORK/rates" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+echo "publish: $EVENTS envelopes confirmed end to end, in_flight $IN_FLIGHT: median $median envelopes/s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/rates"))"
+echo "  target: >= 5000 envelopes/s $([[ $median -ge 5000 ]] && echo met || echo MISSED)"

@@ -1,0 +1,391 @@
+//! Publishing to Beskedfordeler and AliveBesked, against a real RabbitMQ
+//! broker (`scripts/test.sh` starts one and sets `NEMSMS_DIFF_AMQP_URL`)
+//! with the Beskedfordeler emulator.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::run::Setup;
+use crate::{Server, assert_code, run, stdout};
+
+const NEMSMS_TYPE: &str = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c";
+const ALIVE_TYPE: &str = "f7e84a06-c47e-42e8-a864-fb4095d7f520";
+
+fn amqp_url() -> String {
+    std::env::var("NEMSMS_DIFF_AMQP_URL").expect(
+        "these tests need a RabbitMQ broker: run scripts/test.sh (it starts one), \
+         or set NEMSMS_DIFF_AMQP_URL after eval \"$(scripts/start-rabbitmq.sh DIR)\"",
+    )
+}
+
+/// Names no other test uses on the shared broker.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A committed two-day run with a [beskedfordeler] section.
+struct Flow {
+    setup: Setup,
+    url: String,
+    exchange: String,
+    dueslag: String,
+}
+
+impl Flow {
+    fn new(authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
+        Self::with_url(amqp_url(), authorities, keys, churn, extra)
+    }
+
+    fn with_url(url: String, authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
+        let setup = Setup::new(authorities, keys, 2, churn);
+        assert_code(&setup.run(&["--date", "2026-01-01"]), 0);
+        assert_code(&setup.run(&["--date", "2026-01-02"]), 0);
+        let flow = Flow {
+            setup,
+            url,
+            exchange: unique("AFSEND_BESKED_EXCHANGE"),
+            dueslag: unique("dueslag.nemsms"),
+        };
+        let mut config = fs::read_to_string(flow.path().join("config.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{}\"\ntoken = \"test-token\"\n{extra}\n",
+            flow.url, flow.exchange
+        ));
+        fs::write(flow.path().join("config.toml"), config).unwrap();
+        flow
+    }
+
+    fn path(&self) -> &Path {
+        self.setup.path()
+    }
+
+    fn emulator(&self, faults: &[&str]) -> Server {
+        let sub = format!("{}={NEMSMS_TYPE}", self.dueslag);
+        let mut args = vec![
+            "simulate",
+            "beskedfordeler",
+            "--amqp",
+            &self.url,
+            "--exchange",
+            &self.exchange,
+            "--subscribe",
+            &sub,
+        ];
+        args.extend_from_slice(faults);
+        Server::start(self.path(), &args)
+    }
+
+    fn publish(&self) -> std::process::Output {
+        run(self.path(), &["publish", "--config", "config.toml"])
+    }
+
+    /// The BeskedIds of every event in the outbox.
+    fn outbox_ids(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let list = stdout(&run(
+            self.path(),
+            &["outbox", "list", "--config", "config.toml", "--json"],
+        ));
+        for line in list.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (a, d) = (
+                v["authority"].as_str().unwrap(),
+                v["date"].as_str().unwrap(),
+            );
+            let show = run(
+                self.path(),
+                &[
+                    "outbox",
+                    "show",
+                    "--config",
+                    "config.toml",
+                    "--authority",
+                    a,
+                    "--date",
+                    d,
+                ],
+            );
+            for env in stdout(&show).lines() {
+                const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
+                let at = env.find(MARK).unwrap() + MARK.len();
+                ids.insert(env[at..at + 36].to_owned());
+            }
+        }
+        ids
+    }
+
+    /// Every BeskedId that reached the dueslag (duplicates kept).
+    fn delivered(&self) -> Vec<String> {
+        let out = run(
+            self.path(),
+            &[
+                "simulate",
+                "drain",
+                "--amqp",
+                &self.url,
+                "--queue",
+                &self.dueslag,
+                "--idle-ms",
+                "1500",
+            ],
+        );
+        assert_code(&out, 0);
+        stdout(&out).lines().map(str::to_owned).collect()
+    }
+}
+
+#[test]
+fn every_event_reaches_the_dueslag_exactly_once() {
+    let flow = Flow::new(3, 20_000, 0.005, "");
+    let _emulator = flow.emulator(&[]);
+    let out = flow.publish();
+    assert_code(&out, 0);
+    let expected = flow.outbox_ids();
+    assert!(expected.len() > 150, "{} events", expected.len());
+    let delivered = flow.delivered();
+    assert_eq!(
+        delivered.len(),
+        expected.len(),
+        "no duplicates when nothing fails"
+    );
+    assert_same(delivered.into_iter().collect(), &expected);
+    // Published batches are not sent again.
+    let again = flow.publish();
+    assert_code(&again, 0);
+    assert!(stdout(&again).contains("0 batches"), "{}", stdout(&again));
+    let list = stdout(&run(
+        flow.path(),
+        &["outbox", "list", "--config", "config.toml"],
+    ));
+    assert!(!list.lines().skip(1).any(|l| l.ends_with(" no")), "{list}");
+}
+
+#[test]
+fn token_expiry_and_dropped_replies_lose_nothing() {
+    let flow = Flow::new(2, 30_000, 0.01, "reply_timeout_ms = 400\nmax_failures = 20");
+    let _emulator = flow.emulator(&["--answer-41-every", "97", "--drop-reply-every", "131"]);
+    let out = flow.publish();
+    assert_code(&out, 0);
+    let expected = flow.outbox_ids();
+    assert_same(flow.delivered().into_iter().collect(), &expected);
+}
+
+/// Every expected BeskedId was delivered, and nothing else.
+fn assert_same(delivered: BTreeSet<String>, expected: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(&delivered).take(5).collect();
+    let extra: Vec<_> = delivered.difference(expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} expected, {} delivered; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        expected.len(),
+        delivered.len()
+    );
+}
+
+#[test]
+fn error_codes_stop_the_batch_and_reach_the_report() {
+    let flow = Flow::new(1, 30_000, 0.01, "");
+    let _emulator = flow.emulator(&["--error-code", "57", "--error-every", "150"]);
+    let out = flow.publish();
+    assert_code(&out, 4);
+    let table = stdout(&out);
+    assert!(
+        table.contains("rejected") && table.contains("StatusKode 57: injected error 57"),
+        "{table}"
+    );
+    assert!(table.contains("publish incomplete"), "{table}");
+    let reports: Vec<_> = fs::read_dir(flow.path().join("state/reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("publish-")
+        })
+        .collect();
+    let report = fs::read_to_string(&reports[0]).unwrap();
+    assert!(report.contains("StatusKode 57"), "{report}");
+    let list = stdout(&run(
+        flow.path(),
+        &["outbox", "list", "--config", "config.toml"],
+    ));
+    assert!(
+        list.contains(" of "),
+        "the batch is partly published: {list}"
+    );
+}
+
+#[test]
+fn publisher_killed_mid_batch_resends_from_its_cursor() {
+    let flow = Flow::new(2, 200_000, 0.02, "in_flight = 50");
+    let _emulator = flow.emulator(&[]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["publish", "--config", "config.toml"])
+        .current_dir(flow.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = flow.publish();
+    assert_code(&out, 0);
+    let expected = flow.outbox_ids();
+    let delivered = flow.delivered();
+    assert_same(delivered.iter().cloned().collect(), &expected);
+    assert!(delivered.len() >= expected.len());
+}
+
+#[test]
+fn broker_restart_mid_publish_loses_nothing() {
+    // A private broker: stopping the shared one would disturb other tests.
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = dir.path().join("rabbitmq");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let started = Command::new(script.join("start-rabbitmq.sh"))
+        .arg(&rabbit)
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let _stop = StopBroker(script.join("stop-rabbitmq.sh"), rabbit.clone());
+    let url = String::from_utf8_lossy(&started.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("export NEMSMS_DIFF_AMQP_URL=")
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let flow = Flow::with_url(
+        url,
+        2,
+        200_000,
+        0.02,
+        "reply_timeout_ms = 1000\nmax_failures = 30\nmax_backoff_ms = 1000\nin_flight = 50",
+    );
+    let _emulator = flow.emulator(&[]);
+    let publisher = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["publish", "--config", "config.toml"])
+        .current_dir(flow.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let ctl = |cmd: &str| {
+        let s = Command::new("bash")
+            .arg("-c")
+            .arg(format!("source '{}/env' && /usr/lib/rabbitmq/bin/rabbitmqctl -q -n \"$RABBITMQ_NODENAME\" {cmd}", rabbit.display()))
+            .status()
+            .unwrap();
+        assert!(s.success(), "rabbitmqctl {cmd}");
+    };
+    ctl("stop_app");
+    std::thread::sleep(Duration::from_secs(2));
+    ctl("start_app");
+    let out = publisher.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let expected = flow.outbox_ids();
+    assert_same(flow.delivered().into_iter().collect(), &expected);
+}
+
+struct StopBroker(std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for StopBroker {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.0).arg(&self.1).status();
+    }
+}
+
+#[test]
+fn alive_round_trip_via_pull_and_push() {
+    let flow = Flow::new(1, 1_000, 0.0, "");
+    let store = flow.path().join("alive-inbox");
+    let receiver = Server::start(
+        flow.path(),
+        &["alive", "serve", "--store", store.to_str().unwrap()],
+    );
+    let push_url = format!("{}/besked/modtag", receiver.url());
+    let alive_queue = unique("dueslag.alive");
+    let sub = format!("{alive_queue}={ALIVE_TYPE}");
+    let _emulator = flow.emulator(&["--subscribe", &sub, "--push-to", &push_url]);
+    let mut config = fs::read_to_string(flow.path().join("config.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[alive]\ndueslag_queue = \"{alive_queue}\"\npush_store = \"alive-inbox\"\n"
+    ));
+    fs::write(flow.path().join("config.toml"), config).unwrap();
+    for via in ["pull", "push"] {
+        let out = run(
+            flow.path(),
+            &[
+                "alive",
+                "check",
+                "--config",
+                "config.toml",
+                "--via",
+                via,
+                "--timeout",
+                "10",
+            ],
+        );
+        assert_code(&out, 0);
+        assert!(
+            stdout(&out).contains(&format!("AliveBesked round trip via {via}: ")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // The pushed AliveBesked was stored and carries no business data.
+    let stored: Vec<_> = fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!stored.is_empty());
+    let xml = fs::read_to_string(&stored[0]).unwrap();
+    assert!(
+        xml.contains(ALIVE_TYPE) && !xml.contains("Beskeddata"),
+        "{xml}"
+    );
+    // No NemSMS event went to the alive dueslag or vice versa.
+    assert!(flow.delivered().is_empty());
+}
+
+#[test]
+fn push_receiver_rejects_malformed_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Server::start(dir.path(), &["alive", "serve", "--store", "inbox"]);
+    let client = reqwest::blocking::Client::new();
+    let url = format!("{}/besked/modtag", receiver.url());
+    let resp = client
+        .post(&url)
+        .body("<sts:ModtagBeskedInput><broken")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().unwrap();
+    assert!(
+        body.contains("<sd:StatusKode>40</sd:StatusKode>")
+            && body.contains("invalid ModtagBeskedInput"),
+        "{body}"
+    );
+    let resp = client.post(&url).body("<ModtagBeskedInput><Haendelsesbesked><Beskedkuvert/></Haendelsesbesked></ModtagBeskedInput>").send().unwrap();
+    assert!(resp.text().unwrap().contains("BeskedId is missing"));
+    assert_eq!(
+        fs::read_dir(dir.path().join("inbox")).unwrap().count(),
+        0,
+        "nothing stored"
+    );
+}
