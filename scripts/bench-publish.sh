@@ -47,7 +47,6 @@ EMU_PID=$!
 for _ in $(seq 100); do grep -q ready "$WORK/emu.out" && break; sleep 0.1; done
 
 : >"$WORK/rates"
-source /tmp/cpu.sh; b0=$(cpu beam.smp); e0=$(cpu "simulate beskedfordeler")
 for run in $(seq "$RUNS"); do
     find "$WORK/state/outbox" -name '*.cursor' -delete
     start=$(date +%s%N)
@@ -62,7 +61,6 @@ for run in $(seq "$RUNS"); do
     fi
     awk -v n="$EVENTS" -v ns="$ns" 'BEGIN { printf "%.0f\n", n / (ns / 1e9) }' >>"$WORK/rates"
 done
-echo "CPU ticks: broker $(( $(cpu beam.smp) - b0 )), emulator $(( $(cpu "simulate beskedfordeler") - e0 ))"
 median=$(sort -n "$WORK/rates" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
 echo "publish: $EVENTS envelopes confirmed end to end, in_flight $IN_FLIGHT: median $median envelopes/s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/rates"))"
 echo "  target: >= 5000 envelopes/s $([[ $median -ge 5000 ]] && echo met || echo MISSED)"

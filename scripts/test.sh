@@ -14,18 +14,28 @@ if [[ ! -x /usr/bin/time ]]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 fi
 
+# A private RabbitMQ node for the Beskedfordeler tests (installed from
+# Debian's packages when missing), stopped again on exit.
+RABBIT_DIR=$(mktemp -d)
+log=$(mktemp)
+trap 'scripts/stop-rabbitmq.sh "$RABBIT_DIR"; rm -f "$log"' EXIT
+echo "== starting RabbitMQ"
+eval "$(scripts/start-rabbitmq.sh "$RABBIT_DIR")"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 cargo test 2>&1 | tee "$log"
 echo "== benches, once each (criterion --test)"
 cargo bench --quiet -- --test
 echo "== national benchmark, smoke"
 scripts/bench-national.sh --smoke
+echo "== publish benchmark, smoke"
+scripts/bench-publish.sh --smoke
+echo "== crash loop, smoke"
+scripts/crash-loop.sh --smoke
 # One closing line with the totals of every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "== all checks passed\ntests: %d passed, %d failed\n", p, f }' "$log"
