@@ -37,7 +37,7 @@ fn now_utc() -> String {
 }
 
 /// Publishes one AliveBesked and waits for Beskedfordeler's answer.
-pub async fn send(cfg: &BeskedfordelerConfig, aktoer: Uuid) -> anyhow::Result<Uuid> {
+pub async fn send(cfg: &BeskedfordelerConfig, aktoer: Uuid, token: &str) -> anyhow::Result<Uuid> {
     let id = Uuid::new_v4();
     let body = besked::alive_envelope(id, aktoer, &now_utc());
     let (_connection, channel) = publish::connect(cfg).await?;
@@ -56,6 +56,7 @@ pub async fn send(cfg: &BeskedfordelerConfig, aktoer: Uuid) -> anyhow::Result<Uu
     publish::send(
         &channel,
         cfg,
+        token,
         body.as_bytes(),
         &id.to_string(),
         &correlation,
@@ -98,6 +99,7 @@ pub enum Via {
 pub fn check(
     cfg: &BeskedfordelerConfig,
     aktoer: Uuid,
+    token_authority: u32,
     via: &Via,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
@@ -106,6 +108,9 @@ pub fn check(
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let token = crate::sts::Tokens::new(&cfg.tokens)?
+            .get(token_authority)
+            .await?;
         let started = Instant::now();
         let deadline = started + timeout;
         match via {
@@ -131,7 +136,7 @@ pub fn check(
                         FieldTable::default(),
                     )
                     .await?;
-                let id = send(cfg, aktoer).await?.to_string();
+                let id = send(cfg, aktoer, &token).await?.to_string();
                 let mut seen = HashSet::new();
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -156,7 +161,7 @@ pub fn check(
                 }
             }
             Via::Push(store) => {
-                let id = send(cfg, aktoer).await?;
+                let id = send(cfg, aktoer, &token).await?;
                 let file = store.join(format!("{id}.xml"));
                 while Instant::now() < deadline {
                     if file.exists() {

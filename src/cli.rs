@@ -141,6 +141,25 @@ pub enum SimulateCommand {
     Register(Box<RegisterSimArgs>),
     /// Beskedfordeler's behaviour on a real RabbitMQ broker.
     Beskedfordeler(Box<BfoArgs>),
+    /// KOMBIT's STS (assumed WS-Trust form) over HTTPS with client certificates.
+    Sts {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Require client certificates signed by this CA.
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
+        /// Lifetime of issued tokens, in seconds.
+        #[arg(long, default_value_t = 28_800)]
+        ttl_secs: u64,
+        /// Append every issue as a JSON line to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Empty a queue and print the BeskedIds of its messages, one a line.
     Drain {
         #[arg(long)]
@@ -468,8 +487,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let id =
-                runtime.block_on(crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer))?;
+            let id = runtime.block_on(async {
+                let token = crate::sts::Tokens::new(&bfo.tokens)?
+                    .get(cfg.authorities[0].cvr)
+                    .await?;
+                crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer, &token).await
+            })?;
             println!("AliveBesked {id} accepted by Beskedfordeler");
             Ok(exit::OK)
         }
@@ -496,6 +519,24 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 error_every: a.error_every,
                 drop_reply_every: a.drop_reply_every,
                 delay_reply_ms: a.delay_reply_ms,
+            })?;
+            Ok(exit::OK)
+        }
+        Command::Simulate(SimulateCommand::Sts {
+            listen,
+            cert,
+            key,
+            client_ca,
+            ttl_secs,
+            record,
+        }) => {
+            crate::simulate::serve_sts(crate::simulate::StsOptions {
+                listen,
+                cert,
+                key,
+                client_ca,
+                ttl: std::time::Duration::from_secs(ttl_secs),
+                record,
             })?;
             Ok(exit::OK)
         }
@@ -616,11 +657,37 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
             .map_or("-".into(), |p| p.display().to_string())
     )?;
     out.flush()?;
-    Ok(if report.n_problems == 0 {
+    drop(out);
+    let run_code = if report.n_problems == 0 {
         exit::OK
     } else {
         exit::PARTIAL
-    })
+    };
+    let Some(bfo) = cfg
+        .beskedfordeler
+        .as_ref()
+        .filter(|b| b.publish_after_run && !a.no_publish)
+    else {
+        return Ok(run_code);
+    };
+    if bfo.alive_check_before_publish {
+        let via = cfg
+            .alive
+            .as_ref()
+            .map_or("pull".to_owned(), |a| a.via.clone());
+        let timeout = cfg.alive.as_ref().map_or(30, |a| a.timeout_secs);
+        match alive_check(&cfg, &via, timeout) {
+            Ok(rtt) => {
+                tracing::info!(via = %via, rtt_ms = rtt.as_millis() as u64, "AliveBesked round trip")
+            }
+            Err(e) => {
+                eprintln!("error: AliveBesked check failed, nothing published: {e:#}");
+                return Ok(exit::PUBLISH_INCOMPLETE);
+            }
+        }
+    }
+    let publish_code = publish_and_report(&cfg)?;
+    Ok(run_code.max(publish_code))
 }
 
 fn bfo_config(cfg: &crate::config::Config) -> anyhow::Result<&crate::config::BeskedfordelerConfig> {
@@ -658,9 +725,12 @@ fn alive_check(
                 .ok_or_else(|| UsageError("[alive] push_store is needed for push".into()))?,
         ),
     };
+    // AliveBesked carries no authority's data; its token is the first
+    // configured authority's.
     crate::alive::check(
         bfo,
         cfg.envelope.beskedansvarlig_aktoer,
+        cfg.authorities[0].cvr,
         &via,
         std::time::Duration::from_secs(timeout),
     )

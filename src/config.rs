@@ -110,6 +110,23 @@ struct RawBeskedfordeler {
     publish_after_run: bool,
     #[serde(default)]
     alive_check_before_publish: bool,
+    sts: Option<RawSts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSts {
+    url: String,
+    ca_cert: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    service_entity_id: String,
+    #[serde(default = "default_refresh_before")]
+    refresh_before_secs: u64,
+}
+
+fn default_refresh_before() -> u64 {
+    300
 }
 
 fn default_exchange() -> String {
@@ -157,8 +174,8 @@ pub struct BeskedfordelerConfig {
     /// `amqp://…` (local) or `amqps://host:5671/BF?auth_mechanism=external`.
     pub url: String,
     pub exchange: String,
-    /// The `token` header (a static token for local brokers).
-    pub token: String,
+    /// Where the `token` header comes from: static, or the STS.
+    pub tokens: crate::sts::TokenSource,
     /// TLS for amqps: the broker's CA and our client certificate (PEM).
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Messages in flight.
@@ -399,12 +416,31 @@ impl Config {
                         ));
                     }
                 };
-                let token = b.token.ok_or_else(|| {
-                    fail(
-                        "beskedfordeler.token",
-                        "is required (the STS token provider is not in this build)".into(),
-                    )
-                })?;
+                let tokens = match (b.token, b.sts) {
+                    (Some(t), None) => crate::sts::TokenSource::Static(t),
+                    (None, Some(s)) => {
+                        if !s.url.starts_with("https://") {
+                            return Err(fail(
+                                "beskedfordeler.sts.url",
+                                "must be an https:// URL".into(),
+                            ));
+                        }
+                        crate::sts::TokenSource::Sts(crate::sts::StsConfig {
+                            url: s.url,
+                            ca_cert: base.join(s.ca_cert),
+                            client_cert: base.join(s.client_cert),
+                            client_key: base.join(s.client_key),
+                            service_entity_id: s.service_entity_id,
+                            refresh_before: std::time::Duration::from_secs(s.refresh_before_secs),
+                        })
+                    }
+                    _ => {
+                        return Err(fail(
+                            "beskedfordeler.token",
+                            "give either a static token or a [beskedfordeler.sts] section".into(),
+                        ));
+                    }
+                };
                 if b.in_flight == 0 {
                     return Err(fail(
                         "beskedfordeler.in_flight",
@@ -414,7 +450,7 @@ impl Config {
                 Some(BeskedfordelerConfig {
                     url: b.url,
                     exchange: b.exchange,
-                    token,
+                    tokens,
                     tls,
                     in_flight: b.in_flight,
                     reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),

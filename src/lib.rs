@@ -25,6 +25,7 @@ pub mod publish;
 pub mod run;
 pub mod simulate;
 pub mod snapshot;
+pub mod sts;
 pub mod tls;
 pub mod wire;
 

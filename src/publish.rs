@@ -138,15 +138,13 @@ async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
 pub async fn send(
     channel: &Channel,
     cfg: &BeskedfordelerConfig,
+    token: &str,
     body: &[u8],
     message_id: &str,
     correlation_id: &str,
 ) -> lapin::Result<()> {
     let mut headers = FieldTable::default();
-    headers.insert(
-        "token".into(),
-        AMQPValue::LongString(cfg.token.as_str().into()),
-    );
+    headers.insert("token".into(), AMQPValue::LongString(token.into()));
     let props = BasicProperties::default()
         .with_message_id(message_id.into())
         .with_correlation_id(correlation_id.into())
@@ -187,13 +185,23 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
     runtime.block_on(async {
         let mut outcomes = Vec::new();
         let mut link: Option<Link> = None;
+        let mut tokens = crate::sts::Tokens::new(&cfg.tokens)?;
         for path in outbox::list(state)? {
             let header = outbox::read_header(&path)?;
             let cursor = outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
             if cursor >= header.n_events {
                 continue;
             }
-            let outcome = publish_batch(&path, header.n_events, cursor, cfg, &mut link).await?;
+            let outcome = publish_batch(
+                &path,
+                header.authority,
+                header.n_events,
+                cursor,
+                cfg,
+                &mut link,
+                &mut tokens,
+            )
+            .await?;
             let stop = outcome.status != BatchStatus::Published;
             outcomes.push(outcome);
             if stop {
@@ -211,10 +219,12 @@ struct Pending {
 
 async fn publish_batch(
     path: &Path,
+    authority: u32,
     n_events: u64,
     start: u64,
     cfg: &BeskedfordelerConfig,
     link_slot: &mut Option<Link>,
+    tokens: &mut crate::sts::Tokens,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
         .strip_prefix(
@@ -255,8 +265,25 @@ async fn publish_batch(
     let mut failures = 0u32;
     let mut last_progress = Instant::now();
 
+    let mut token = String::new();
     'outer: while cursor < n_events {
-        // (Re)connect when needed, with capped, jittered backoff.
+        // (Re)connect when needed, with capped, jittered backoff; a new
+        // connection gets a fresh token (a cached one while it is valid).
+        if token.is_empty() || link_slot.is_none() {
+            match tokens.get(authority).await {
+                Ok(t) => token = t,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= cfg.max_failures {
+                        outcome.status = BatchStatus::Incomplete;
+                        outcome.message = Some(format!("publish incomplete: no token: {e:#}"));
+                        break 'outer;
+                    }
+                    tokio::time::sleep(backoff(failures, cfg.max_backoff)).await;
+                    continue;
+                }
+            }
+        }
         if link_slot.is_none() {
             match link(cfg).await {
                 Ok(l) => *link_slot = Some(l),
@@ -296,6 +323,7 @@ async fn publish_batch(
             if let Err(e) = send(
                 &link.channel,
                 cfg,
+                &token,
                 &bodies[index as usize],
                 &ids[index as usize],
                 &correlation,
@@ -366,6 +394,7 @@ async fn publish_batch(
                             "token expired (StatusKode 41): reconnecting with a new token"
                         );
                         resend.insert(p.index, ());
+                        tokens.invalidate(authority);
                         *link_slot = None;
                     }
                     _ => {

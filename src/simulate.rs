@@ -431,15 +431,31 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(sim, Arc::new(tls)))
+    runtime.block_on(serve_https(
+        "register simulator",
+        sim.opts.listen,
+        Arc::new(tls),
+        move |req| sim.clone().handle(req),
+    ))
 }
 
-async fn serve(sim: Arc<Sim>, tls: Arc<rustls::ServerConfig>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(sim.opts.listen)
+/// Serves HTTPS on `listen` with `handler` until SIGTERM or SIGINT; prints
+/// "`what` listening on https://ADDR" first.
+pub async fn serve_https<F, Fut>(
+    what: &str,
+    listen: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Resp, Infallible>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", sim.opts.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    println!("register simulator listening on https://{addr}");
+    println!("{what} listening on https://{addr}");
     std::io::stdout().flush()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -450,17 +466,87 @@ async fn serve(sim: Arc<Sim>, tls: Arc<rustls::ServerConfig>) -> anyhow::Result<
             _ = tokio::signal::ctrl_c() => break,
         };
         let acceptor = acceptor.clone();
-        let sim = sim.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return; // e.g. no or an unknown client certificate
             };
-            let service = hyper::service::service_fn(move |req| sim.clone().handle(req));
+            let service = hyper::service::service_fn(handler);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
     }
-    eprintln!("register simulator stopped");
+    eprintln!("{what} stopped");
     Ok(())
+}
+
+/// Options of the STS simulator.
+#[derive(Debug, Clone)]
+pub struct StsOptions {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    /// Lifetime of the tokens it issues.
+    pub ttl: std::time::Duration,
+    /// Append every issued token's (service, CVR) as a JSON line here.
+    pub record: Option<PathBuf>,
+}
+
+/// Runs the STS simulator: answers every `POST` carrying a
+/// `RequestSecurityToken` with a test assertion (see [`crate::sts`]).
+pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
+    let tls = Arc::new(crate::tls::server_config(
+        &opts.cert,
+        &opts.key,
+        opts.client_ca.as_deref(),
+    )?);
+    let record = Arc::new(Mutex::new(match &opts.record {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+        None => None,
+    }));
+    let ttl = opts.ttl;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_https(
+        "STS simulator",
+        opts.listen,
+        tls,
+        move |req: Request<Incoming>| {
+            let record = record.clone();
+            async move {
+                let body = match req.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, "unreadable body")),
+                };
+                let (service, cvr) = match crate::sts::parse_request(&body) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(respond(StatusCode::BAD_REQUEST, e)),
+                };
+                if let Some(file) = record.lock().expect("lock").as_mut() {
+                    let _ = writeln!(
+                        file,
+                        "{}",
+                        serde_json::json!({"service": service, "cvr": cvr})
+                    );
+                    let _ = file.flush();
+                }
+                let expires = jiff::Timestamp::now()
+                    + jiff::SignedDuration::try_from(ttl).unwrap_or_default();
+                Ok(respond(
+                    StatusCode::OK,
+                    crate::sts::response(&service, &cvr, expires),
+                ))
+            }
+        },
+    ))
 }

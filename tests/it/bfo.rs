@@ -389,3 +389,149 @@ fn push_receiver_rejects_malformed_input_clearly() {
         "nothing stored"
     );
 }
+
+#[test]
+fn sts_tokens_are_cached_per_authority_and_renewed_after_41() {
+    let flow = Flow::new(2, 20_000, 0.01, "");
+    assert_code(
+        &run(flow.path(), &["simulate", "certs", "--out", "certs"]),
+        0,
+    );
+    let sts = Server::start(
+        flow.path(),
+        &[
+            "simulate",
+            "sts",
+            "--cert",
+            "certs/server.pem",
+            "--key",
+            "certs/server-key.pem",
+            "--client-ca",
+            "certs/ca.pem",
+            "--record",
+            "sts.jsonl",
+        ],
+    );
+    // Replace the static token by the STS.
+    let config = fs::read_to_string(flow.path().join("config.toml"))
+        .unwrap()
+        .replace("token = \"test-token\"\n", "");
+    let config = format!(
+        "{config}\n[beskedfordeler.sts]\nurl = \"{}/sts\"\nca_cert = \"certs/ca.pem\"\nclient_cert = \"certs/client.pem\"\n\
+         client_key = \"certs/client-key.pem\"\nservice_entity_id = \"http://beskedfordeler.test/service\"\n",
+        sts.url()
+    );
+    fs::write(flow.path().join("config.toml"), config).unwrap();
+    let issued = || fs::read_to_string(flow.path().join("sts.jsonl")).unwrap_or_default();
+
+    let emulator = flow.emulator(&[]);
+    assert_code(&flow.publish(), 0);
+    let first = issued();
+    assert_eq!(
+        first.lines().count(),
+        2,
+        "one token per authority, cached: {first}"
+    );
+    for a in &flow.setup.authorities {
+        assert!(first.contains(&format!("\"cvr\":\"{a}\"")), "{first}");
+    }
+    assert!(first.contains("http://beskedfordeler.test/service"));
+    drop(emulator);
+
+    // 41 answers: the token is fetched again, nothing is lost.
+    for f in fs::read_dir(flow.path().join("state/outbox/2026-01-02")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|x| x == "cursor") {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let _ = flow.delivered();
+    let _emulator = flow.emulator(&["--answer-41-every", "50"]);
+    assert_code(&flow.publish(), 0);
+    assert!(
+        issued().lines().count() > 2 + 2,
+        "renewed after 41: {}",
+        issued()
+    );
+    assert_same(flow.delivered().into_iter().collect(), &flow.outbox_ids());
+}
+
+#[test]
+fn run_publishes_after_an_alive_check_when_configured() {
+    let setup = Setup::new(2, 10_000, 2, 0.01);
+    let (exchange, dueslag, alive_queue) = (
+        unique("AFSEND"),
+        unique("dueslag.nemsms"),
+        unique("dueslag.alive"),
+    );
+    let mut config = fs::read_to_string(setup.path().join("config.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{exchange}\"\ntoken = \"t\"\npublish_after_run = true\n\
+         alive_check_before_publish = true\n\n[alive]\ndueslag_queue = \"{alive_queue}\"\ntimeout_secs = 10\n",
+        amqp_url()
+    ));
+    fs::write(setup.path().join("config.toml"), config).unwrap();
+    let url = amqp_url();
+    let subs = [
+        format!("{dueslag}={NEMSMS_TYPE}"),
+        format!("{alive_queue}={ALIVE_TYPE}"),
+    ];
+    let _emulator = Server::start(
+        setup.path(),
+        &[
+            "simulate",
+            "beskedfordeler",
+            "--amqp",
+            &url,
+            "--exchange",
+            &exchange,
+            "--subscribe",
+            &subs[0],
+            "--subscribe",
+            &subs[1],
+        ],
+    );
+    assert_code(&setup.run(&["--date", "2026-01-01"]), 0);
+    let out = setup.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("events confirmed now"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        crate::stderr(&out).contains("AliveBesked round trip"),
+        "{}",
+        crate::stderr(&out)
+    );
+    let drained = run(
+        setup.path(),
+        &[
+            "simulate",
+            "drain",
+            "--amqp",
+            &url,
+            "--queue",
+            &dueslag,
+            "--idle-ms",
+            "1000",
+        ],
+    );
+    let n = stdout(&drained).lines().count();
+    let list = stdout(&run(
+        setup.path(),
+        &["outbox", "list", "--config", "config.toml", "--json"],
+    ));
+    let events: u64 = list
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n_events"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(n as u64, events);
+    // --no-publish commits without publishing.
+    let out = setup.run(&["--date", "2026-01-02", "--no-publish"]);
+    assert!(!stdout(&out).contains("events confirmed now"));
+}
