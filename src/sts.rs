@@ -165,9 +165,11 @@ fn local(name: &[u8]) -> &[u8] {
     }
 }
 
-/// The texts of the first elements with these local names, and the raw
-/// bytes of the first `Assertion` element.
-fn scan(body: &[u8], wanted: &[&[u8]]) -> Result<(Vec<Option<String>>, Option<Vec<u8>>), String> {
+/// The texts of the first elements with the wanted local names, and the
+/// raw bytes of the first `Assertion` element.
+type Scanned = (Vec<Option<String>>, Option<Vec<u8>>);
+
+fn scan(body: &[u8], wanted: &[&[u8]]) -> Result<Scanned, String> {
     let mut reader = Reader::from_reader(body);
     let mut buf = Vec::new();
     let mut found: Vec<Option<String>> = vec![None; wanted.len()];
