@@ -4,6 +4,11 @@
 #
 #   eval "$(scripts/start-rabbitmq.sh DIR)"   # sets NEMSMS_DIFF_AMQP_URL, RABBITMQ_TEST_DIR
 #   scripts/stop-rabbitmq.sh DIR
+#
+# With TLS_CERTS=CERTDIR (from `nemsms-diff simulate certs`) the node also
+# listens for AMQPS like Beskedfordeler's production endpoint: client
+# certificates required, SASL EXTERNAL (user = the certificate's CN),
+# virtual host BF; it then also sets NEMSMS_DIFF_AMQPS_URL.
 set -euo pipefail
 DIR=${1:?usage: start-rabbitmq.sh DIR}
 mkdir -p "$DIR"
@@ -17,6 +22,7 @@ fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 DIST=$(free_port)
+TLS_PORT=$(free_port)
 NODE="nemsms$$@localhost"
 EPMD_WAS_RUNNING=no
 pgrep -x epmd >/dev/null && EPMD_WAS_RUNNING=yes
@@ -42,10 +48,37 @@ listeners.tcp.default = 127.0.0.1:$PORT
 loopback_users = none
 log.console = false
 CONF
+if [[ -n "${TLS_CERTS:-}" ]]; then
+    certs=$(cd "$TLS_CERTS" && pwd)
+    echo "[rabbitmq_auth_mechanism_ssl]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+    cat >>"$DIR/rabbitmq.conf" <<CONF
+listeners.ssl.default = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $certs/ca.pem
+ssl_options.certfile = $certs/server.pem
+ssl_options.keyfile = $certs/server-key.pem
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
+CONF
+fi
 nohup "$RMQ/rabbitmq-server" >"$DIR/server.out" 2>&1 &
 for _ in $(seq 120); do
     if "$RMQ/rabbitmqctl" -q -n "$NODE" await_startup --timeout 2 >/dev/null 2>&1; then
         echo "export NEMSMS_DIFF_AMQP_URL=amqp://guest:guest@127.0.0.1:$PORT/%2f"
+        if [[ -n "${TLS_CERTS:-}" ]]; then
+            # Beskedfordeler's shape: virtual host BF, the client certificate's CN as user.
+            ctl() { "$RMQ/rabbitmqctl" -q -n "$NODE" "$@" >&2; }
+            ctl add_vhost BF
+            ctl add_user "FOCES test client" "unused-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+            ctl clear_password "FOCES test client"
+            ctl set_permissions -p BF "FOCES test client" ".*" ".*" ".*"
+            ctl set_permissions -p BF guest ".*" ".*" ".*"
+            echo "export NEMSMS_DIFF_AMQPS_URL=amqps://127.0.0.1:$TLS_PORT/BF?auth_mechanism=external"
+            echo "export NEMSMS_DIFF_AMQP_BF_URL=amqp://guest:guest@127.0.0.1:$PORT/BF"
+        fi
         echo "export RABBITMQ_TEST_DIR=$DIR"
         echo "RabbitMQ node $NODE ready on 127.0.0.1:$PORT" >&2
         exit 0

@@ -535,3 +535,88 @@ fn run_publishes_after_an_alive_check_when_configured() {
     let out = setup.run(&["--date", "2026-01-02", "--no-publish"]);
     assert!(!stdout(&out).contains("events confirmed now"));
 }
+
+/// A private broker; with `tls`, also AMQPS with client certificates and
+/// SASL EXTERNAL on virtual host BF. Returns its `export` lines.
+fn private_broker(dir: &Path, tls: Option<&Path>) -> (StopBroker, String) {
+    let rabbit = dir.join("rabbitmq");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let mut cmd = Command::new(script.join("start-rabbitmq.sh"));
+    cmd.arg(&rabbit);
+    if let Some(certs) = tls {
+        cmd.env("TLS_CERTS", certs);
+    }
+    let started = cmd.output().unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    (
+        StopBroker(script.join("stop-rabbitmq.sh"), rabbit),
+        String::from_utf8_lossy(&started.stdout).into_owned(),
+    )
+}
+
+fn export(exports: &str, name: &str) -> String {
+    exports
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("export {name}="))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("{name} not in {exports}"))
+}
+
+#[test]
+fn amqps_with_client_certificate_and_sasl_external() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_code(
+        &run(dir.path(), &["simulate", "certs", "--out", "certs"]),
+        0,
+    );
+    let certs = dir.path().join("certs");
+    let (_stop, exports) = private_broker(dir.path(), Some(&certs));
+    let amqps = export(&exports, "NEMSMS_DIFF_AMQPS_URL");
+    assert!(
+        amqps.starts_with("amqps://") && amqps.contains("/BF?auth_mechanism=external"),
+        "{amqps}"
+    );
+    // The emulator is Beskedfordeler's side: it uses the broker directly.
+    let flow = Flow::with_url(
+        export(&exports, "NEMSMS_DIFF_AMQP_BF_URL"),
+        2,
+        10_000,
+        0.01,
+        "",
+    );
+    let _emulator = flow.emulator(&[]);
+    let with_cert = |cert: &str, key: &str| {
+        let text = fs::read_to_string(flow.path().join("config.toml")).unwrap();
+        let head = text.split("\n[beskedfordeler]").next().unwrap().to_owned();
+        let c = certs.display();
+        fs::write(
+            flow.path().join("config.toml"),
+            format!(
+                "{head}\n[beskedfordeler]\nurl = \"{amqps}\"\nexchange = \"{}\"\ntoken = \"t\"\nca_cert = \"{c}/ca.pem\"\n\
+                 client_cert = \"{c}/{cert}\"\nclient_key = \"{c}/{key}\"\nmax_failures = 2\nmax_backoff_ms = 100\n",
+                flow.exchange
+            ),
+        )
+        .unwrap();
+    };
+    // A certificate from another CA is refused: publish stops, clearly.
+    with_cert("other-client.pem", "other-client-key.pem");
+    let out = flow.publish();
+    assert_code(&out, 4);
+    assert!(
+        stdout(&out).contains("cannot connect to Beskedfordeler"),
+        "{}",
+        stdout(&out)
+    );
+    // The authority's certificate gets in; every event arrives.
+    with_cert("client.pem", "client-key.pem");
+    let out = flow.publish();
+    assert_code(&out, 0);
+    assert_same(flow.delivered().into_iter().collect(), &flow.outbox_ids());
+}
