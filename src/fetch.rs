@@ -107,6 +107,39 @@ pub struct FetchedList {
     pub n_dellister: usize,
 }
 
+/// Most bytes one download (a delliste, a CSV list) may have.
+pub const MAX_DOWNLOAD: u64 = 4 << 30;
+/// Most bytes a reference collection or an error body may have.
+const MAX_SMALL_BODY: u64 = 16 << 20;
+
+/// Streams `resp` into `out`, failing once more than `cap` bytes came.
+fn copy_capped(
+    resp: &mut reqwest::blocking::Response,
+    out: &mut impl std::io::Write,
+    cap: u64,
+    what: &str,
+) -> Result<u64, FetchError> {
+    use std::io::Read;
+    let mut limited = resp.take(cap + 1);
+    let n = std::io::copy(&mut limited, out).map_err(|e| {
+        match e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+            Some(_) => FetchError::Transport(format!("{what}: {e}")),
+            None if e.kind() == std::io::ErrorKind::Other
+                || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                FetchError::Transport(format!("{what}: {e}"))
+            }
+            None => FetchError::Io(format!("{what}: {e}")),
+        }
+    })?;
+    if n > cap {
+        return Err(FetchError::Io(format!(
+            "{what} is larger than the limit of {cap} bytes"
+        )));
+    }
+    Ok(n)
+}
+
 /// A Register client with one client certificate.
 pub struct Client {
     http: reqwest::blocking::Client,
@@ -192,10 +225,12 @@ impl Client {
             if status.is_success() {
                 return Ok(resp);
             }
-            let body = resp.bytes().unwrap_or_default();
+            let mut resp = resp;
+            let mut body = Vec::new();
+            let _ = copy_capped(&mut resp, &mut body, 64 * 1024, "error body");
             Err(FetchError::Status {
                 status: status.as_u16(),
-                fejl: wire::parse_fejl(&body[..body.len().min(64 * 1024)]),
+                fejl: wire::parse_fejl(&body),
             })
         })
         .retry(self.backoff())
@@ -219,12 +254,11 @@ impl Client {
         };
         let url = self.url(&path);
         let date_s = date.to_string();
-        let body = self
-            .send("reference collection", || {
-                self.http.get(format!("{url}?dato={date_s}"))
-            })?
-            .bytes()
-            .map_err(transport)?;
+        let mut resp = self.send("reference collection", || {
+            self.http.get(format!("{url}?dato={date_s}"))
+        })?;
+        let mut body = Vec::new();
+        copy_capped(&mut resp, &mut body, MAX_SMALL_BODY, "reference collection")?;
         let rc = wire::parse_references(&body).map_err(|source| FetchError::Wire {
             what: "reference collection".into(),
             source,
@@ -325,7 +359,7 @@ impl Client {
             let mut resp = self.send(&what, || self.http.get(&url))?;
             let mut out = std::fs::File::create(&file)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
-            resp.copy_to(&mut out).map_err(transport)?;
+            copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
             Ok(())
         })
         .retry(self.backoff())
@@ -376,7 +410,7 @@ impl Client {
             let mut resp = self.send("list download", || self.http.get(url))?;
             let mut out = std::fs::File::create(dest)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", dest.display())))?;
-            resp.copy_to(&mut out).map_err(transport)?;
+            copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
             Ok(())
         })
         .retry(self.backoff())

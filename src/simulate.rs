@@ -206,6 +206,9 @@ impl Sim {
 
     fn route(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Resp {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if let ["files", date, file] = parts.as_slice() {
+            return self.file(method, date, file);
+        }
         let ["register", sysid, rest @ ..] = parts.as_slice() else {
             return fejl(StatusCode::NOT_FOUND, "4040", "unknown path");
         };
@@ -259,6 +262,25 @@ impl Sim {
                 respond(StatusCode::NO_CONTENT, Bytes::new())
             }
             _ => fejl(StatusCode::NOT_FOUND, "4040", "unknown path"),
+        }
+    }
+
+    /// `GET /files/<date>/<cvr>.csv`: a list as the file-based CSV.
+    fn file(&self, method: &Method, date: &str, file: &str) -> Resp {
+        let valid = crate::cli::parse_date(date).is_ok()
+            && file
+                .strip_suffix(".csv")
+                .is_some_and(|c| keys::parse_cvr_str(c).is_ok());
+        if method != Method::GET || !valid {
+            return fejl(StatusCode::NOT_FOUND, "4040", "unknown file");
+        }
+        let cvr = keys::parse_cvr_str(file.trim_end_matches(".csv")).expect("checked");
+        if self.opts.deny.contains(&cvr) {
+            return fejl(StatusCode::FORBIDDEN, "3000", "Ingen adgang");
+        }
+        match std::fs::read(self.opts.data.join(date).join(file)) {
+            Ok(bytes) => respond(StatusCode::OK, bytes),
+            Err(_) => fejl(StatusCode::NOT_FOUND, "4040", "no such list"),
         }
     }
 

@@ -164,6 +164,65 @@ fn every_event_reaches_the_dueslag_exactly_once() {
 }
 
 #[test]
+fn subscriptions_filter_on_a_value_list_of_objekt_ids() {
+    let flow = Flow::new(1, 20_000, 0.01, "");
+    // Subscribe to two of the CPR numbers the events are about.
+    let a = &flow.setup.authorities[0];
+    let show = stdout(&run(
+        flow.path(),
+        &[
+            "outbox",
+            "show",
+            "--config",
+            "config.toml",
+            "--authority",
+            a,
+            "--date",
+            "2026-01-02",
+        ],
+    ));
+    let wanted: Vec<String> = show
+        .lines()
+        .filter_map(|env| {
+            let at =
+                env.find("<sd:URNIdentifikator>urn:oio:cpr-nr:")? + "<sd:URNIdentifikator>".len();
+            Some(env[at..at + "urn:oio:cpr-nr:".len() + 10].to_owned())
+        })
+        .step_by(40)
+        .take(2)
+        .collect();
+    assert_eq!(wanted.len(), 2);
+    fs::write(flow.path().join("watch.txt"), wanted.join("\n")).unwrap();
+    let filtered = unique("dueslag.filtered");
+    let sub = format!("{filtered}={NEMSMS_TYPE}:watch.txt");
+    let _emulator = flow.emulator(&["--subscribe", &sub]);
+    assert_code(&flow.publish(), 0);
+    let out = run(
+        flow.path(),
+        &[
+            "simulate",
+            "drain",
+            "--amqp",
+            &flow.url,
+            "--queue",
+            &filtered,
+            "--idle-ms",
+            "1000",
+        ],
+    );
+    assert_eq!(
+        stdout(&out).lines().count(),
+        2,
+        "only the watched numbers: {}",
+        stdout(&out)
+    );
+    assert!(
+        flow.delivered().len() > 2,
+        "the unfiltered dueslag gets everything"
+    );
+}
+
+#[test]
 fn token_expiry_and_dropped_replies_lose_nothing() {
     let flow = Flow::new(2, 30_000, 0.01, "reply_timeout_ms = 400\nmax_failures = 20");
     let _emulator = flow.emulator(&["--answer-41-every", "97", "--drop-reply-every", "131"]);

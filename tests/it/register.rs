@@ -380,3 +380,31 @@ fn user_calls_reach_the_register() {
     );
     assert_code(&out, 2);
 }
+
+#[test]
+fn csv_lists_over_https() {
+    let r = Register::start(2, 10_000, 2, "full", &[]);
+    let head = format!(
+        "state_dir = \"state\"\nsource = \"{}/files/{{date}}/{{authority}}.csv\"\n[register]\nbase_url = \"{}\"\n\
+         ca_cert = \"certs/ca.pem\"\nclient_cert = \"certs/client.pem\"\nclient_key = \"certs/client-key.pem\"\n",
+        r.server.url(),
+        r.server.url()
+    );
+    r.setup.write_config_with(&head, "");
+    assert_code(&r.setup.run(&["--date", "2026-01-01"]), 0);
+    assert_code(&r.setup.run(&["--date", "2026-01-02"]), 0);
+    for a in &r.setup.authorities {
+        assert_eq!(
+            batch_rows(r.path(), a, "2026-01-02"),
+            file_diff(r.path(), a, "2026-01-01", "2026-01-02")
+        );
+    }
+    // A missing file is that authority's failure, named.
+    let out = r.setup.run(&["--date", "2026-01-03"]);
+    assert_code(&out, 3);
+    assert!(
+        stdout(&out).contains("/files/2026-01-03/") && stdout(&out).contains("HTTP 404"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -465,3 +465,63 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn json_logs_and_publish_to_a_directory() {
+    let s = Setup::new(2, 10_000, 2, 0.01);
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let out = s.run(&["--date", "2026-01-02", "--log-format", "json"]);
+    assert_code(&out, 0);
+    let logs = stderr(&out);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per authority: {logs}");
+    assert_eq!(lines[0]["fields"]["message"], "authority done");
+    assert!(lines[0]["fields"]["authority_cvr"].is_string());
+
+    // publish --to dir: every envelope as a file, cursors untouched.
+    s.write_config("[beskedfordeler]\nurl = \"amqp://127.0.0.1:1/%2f\"\ntoken = \"t\"");
+    let out = run(
+        s.path(),
+        &["publish", "--config", "config.toml", "--to", "dir:dry"],
+    );
+    assert_code(&out, 0);
+    let mut files = 0;
+    for a in &s.authorities {
+        for f in fs::read_dir(s.path().join("dry/2026-01-02").join(a)).unwrap() {
+            let text = fs::read_to_string(f.unwrap().path()).unwrap();
+            assert!(text.contains("<b:Haendelsesbesked"));
+            files += 1;
+        }
+    }
+    let events: usize = stdout(&run(
+        s.path(),
+        &["outbox", "list", "--config", "config.toml", "--json"],
+    ))
+    .lines()
+    .map(|l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["n_events"]
+            .as_u64()
+            .unwrap() as usize
+    })
+    .sum();
+    assert_eq!(files, events);
+    assert!(stdout(&out).contains(&format!("wrote {events} envelopes")));
+    let list = stdout(&run(
+        s.path(),
+        &["outbox", "list", "--config", "config.toml"],
+    ));
+    assert!(
+        list.lines()
+            .filter(|l| l.starts_with("2026-01-02"))
+            .all(|l| l.ends_with(" no")),
+        "{list}"
+    );
+    let bad = run(
+        s.path(),
+        &["publish", "--config", "config.toml", "--to", "dry"],
+    );
+    assert_code(&bad, 2);
+}
