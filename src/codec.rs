@@ -41,7 +41,7 @@ pub fn to_dense(kind: KeyKind, key: u32) -> u32 {
             let year = (key / 10_000) % 100;
             let serial = (key / 10) % 1000;
             let last = key % 10;
-            let slot = match cpr_check_digit(key / 10) {
+            let slot = match keys::cpr_check_digit(key / 10) {
                 Some(c) => (last + 10 - c) % 10,
                 None => last,
             };
@@ -76,7 +76,7 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
             let (day, month, year) = (rank % 31 + 1, (rank / 31) % 12 + 1, rank / 372);
             let serial = (first + century_base(year)) % 10 * 100 + rest % 100;
             let prefix = ((day * 100 + month) * 100 + year) * 1000 + serial;
-            let last = match cpr_check_digit(prefix) {
+            let last = match keys::cpr_check_digit(prefix) {
                 Some(c) => (slot + c) % 10,
                 None => slot,
             };
@@ -92,20 +92,6 @@ pub fn from_dense(kind: KeyKind, t: u32) -> Result<u32, CorruptPayload> {
 #[inline]
 fn century_base(year: u32) -> u32 {
     if year <= 36 { 4 } else { 0 }
-}
-
-/// The modulus-11 check digit of a CPR's first nine digits, if one exists.
-#[inline]
-fn cpr_check_digit(prefix: u32) -> Option<u32> {
-    const W: [u32; 9] = [4, 3, 2, 7, 6, 5, 4, 3, 2];
-    let mut rest = prefix;
-    let mut sum = 0;
-    for w in W.iter().rev() {
-        sum += (rest % 10) * w;
-        rest /= 10;
-    }
-    let c = (11 - sum % 11) % 11;
-    (c <= 9).then_some(c)
 }
 
 /// Encodes sorted, unique keys of one kind.

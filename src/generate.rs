@@ -155,15 +155,7 @@ fn random_cpr(rng: &mut ChaCha8Rng) -> u32 {
         if year >= 2007 {
             return prefix * 10 + rng.random_range(0..10u32);
         }
-        const W: [u32; 9] = [4, 3, 2, 7, 6, 5, 4, 3, 2];
-        let mut rest = prefix;
-        let mut sum = 0;
-        for w in W.iter().rev() {
-            sum += (rest % 10) * w;
-            rest /= 10;
-        }
-        let c = (11 - sum % 11) % 11;
-        if c <= 9 {
+        if let Some(c) = keys::cpr_check_digit(prefix) {
             return prefix * 10 + c;
         }
     }

@@ -161,6 +161,20 @@ pub fn cvr_check_digit(prefix: u32) -> Option<u32> {
     (c <= 9).then_some(c)
 }
 
+/// The modulus-11 check digit of a CPR's first nine digits, if one exists.
+#[inline]
+pub fn cpr_check_digit(prefix: u32) -> Option<u32> {
+    const W: [u32; 9] = [4, 3, 2, 7, 6, 5, 4, 3, 2];
+    let mut rest = prefix;
+    let mut sum = 0;
+    for w in W.iter().rev() {
+        sum += (rest % 10) * w;
+        rest /= 10;
+    }
+    let c = (11 - sum % 11) % 11;
+    (c <= 9).then_some(c)
+}
+
 /// Checks the CVR modulus-11 rule on an 8-digit value.
 #[inline]
 pub fn check_cvr(value: u32) -> Result<u32, KeyError> {

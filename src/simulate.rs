@@ -425,20 +425,23 @@ fn sysid_map(config: Option<&Path>, data: &Path) -> anyhow::Result<HashMap<Strin
     Ok(map)
 }
 
+/// Opens a `--record` file for appending.
+fn open_record(path: Option<&Path>) -> anyhow::Result<Option<std::fs::File>> {
+    path.map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("cannot open {}", p.display()))
+    })
+    .transpose()
+}
+
 /// Runs the simulator until SIGTERM or SIGINT.
 pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&opts.cert, &opts.key, opts.client_ca.as_deref())?;
     let sysids = sysid_map(opts.config.as_deref(), &opts.data)?;
-    let record = match &opts.record {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot open {}", p.display()))?,
-        ),
-        None => None,
-    };
+    let record = open_record(opts.record.as_deref())?;
     let sim = Arc::new(Sim {
         rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed)),
         opts,
@@ -524,16 +527,7 @@ pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
         &opts.key,
         opts.client_ca.as_deref(),
     )?);
-    let record = Arc::new(Mutex::new(match &opts.record {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot open {}", p.display()))?,
-        ),
-        None => None,
-    }));
+    let record = Arc::new(Mutex::new(open_record(opts.record.as_deref())?));
     let ttl = opts.ttl;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
