@@ -138,7 +138,7 @@ pub fn write_batch(
     renderer: &Renderer,
     authority: u32,
     date: Date,
-    events: impl ExactSizeIterator<Item = Event>,
+    events: &[Event],
 ) -> io::Result<BatchHeader> {
     let dir = path.parent().expect("batch paths have a directory");
     fsutil::create_dir_all(dir)?;
@@ -167,7 +167,7 @@ pub fn write_batch(
         let mut buf = Vec::with_capacity(4096);
         for event in events {
             buf.clear();
-            renderer.render(&event, &mut buf);
+            renderer.render(event, &mut buf);
             encoder.write_all(&(buf.len() as u32).to_le_bytes())?;
             encoder.write_all(&buf)?;
             n += 1;
@@ -389,8 +389,8 @@ mod tests {
         let evs = events(5000);
         let a = dir.path().join("a.batch");
         let b = dir.path().join("b.batch");
-        let h = write_batch(&a, &r, 29189846, date, evs.clone().into_iter()).unwrap();
-        write_batch(&b, &r, 29189846, date, evs.clone().into_iter()).unwrap();
+        let h = write_batch(&a, &r, 29189846, date, &evs).unwrap();
+        write_batch(&b, &r, 29189846, date, &evs).unwrap();
         assert_eq!(
             fs::read(&a).unwrap(),
             fs::read(&b).unwrap(),
@@ -424,7 +424,7 @@ mod tests {
             &Renderer::new(&config(), ctx),
             29189846,
             date,
-            events(100).into_iter(),
+            &events(100),
         )
         .unwrap();
         let good = fs::read(&path).unwrap();

@@ -18,7 +18,7 @@
 //! consecutive failures without progress the publisher stops (exit code 4,
 //! "publish incomplete") and the next `publish` resumes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -261,7 +261,7 @@ async fn publish_batch(
     let mut written_cursor = start;
     let mut next = 0usize; // next never-sent index into bodies
     let mut pending: HashMap<String, Pending> = HashMap::new();
-    let mut resend: BTreeMap<u64, ()> = BTreeMap::new();
+    let mut resend: BTreeSet<u64> = BTreeSet::new();
     let mut failures = 0u32;
     let mut last_progress = Instant::now();
 
@@ -304,7 +304,7 @@ async fn publish_batch(
             }
             // Everything unconfirmed is sent again on the new connection.
             for p in pending.drain() {
-                resend.insert(p.1.index, ());
+                resend.insert(p.1.index);
             }
         }
         let link = link_slot.as_mut().expect("connected");
@@ -312,7 +312,7 @@ async fn publish_batch(
         let mut broken = None;
         while pending.len() < cfg.in_flight {
             let index = match resend.pop_first() {
-                Some((i, ())) => i,
+                Some(i) => i,
                 None if next < bodies.len() => {
                     next += 1;
                     (next - 1) as u64
@@ -330,7 +330,7 @@ async fn publish_batch(
             )
             .await
             {
-                resend.insert(index, ());
+                resend.insert(index);
                 broken = Some(e.to_string());
                 break;
             }
@@ -393,7 +393,7 @@ async fn publish_batch(
                         tracing::warn!(
                             "token expired (StatusKode 41): reconnecting with a new token"
                         );
-                        resend.insert(p.index, ());
+                        resend.insert(p.index);
                         tokens.invalidate(authority);
                         *link_slot = None;
                     }
@@ -430,7 +430,7 @@ async fn publish_batch(
                     .collect();
                 for c in overdue {
                     if let Some(p) = pending.remove(&c) {
-                        resend.insert(p.index, ());
+                        resend.insert(p.index);
                     }
                 }
                 if last_progress.elapsed() >= cfg.reply_timeout {

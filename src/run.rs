@@ -555,14 +555,11 @@ fn commit(
             taken_at,
         },
     );
-    let n_events = changes.n_signed_up() + changes.n_signed_off();
-    let events = ExactLen {
-        inner: changes
-            .events()
-            .map(|(kind, key, change)| Event { kind, key, change }),
-        len: n_events,
-    };
-    let header = outbox::write_batch(&batch, &renderer, a.cvr, date, events)
+    let events: Vec<Event> = changes
+        .events()
+        .map(|(kind, key, change)| Event { kind, key, change })
+        .collect();
+    let header = outbox::write_batch(&batch, &renderer, a.cvr, date, &events)
         .map_err(fatal(format!("outbox batch {}", batch.display())))?;
     o.batch_bytes = Some(header.payload_bytes + 72);
     crash::point("after-outbox-before-pointer");
@@ -842,25 +839,3 @@ fn recover(
     crash::point("after-pointer");
     Ok(o)
 }
-
-/// An iterator with a known length (for the batch writer's progress points).
-struct ExactLen<I> {
-    inner: I,
-    len: usize,
-}
-
-impl<I: Iterator> Iterator for ExactLen<I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.inner.next()?;
-        self.len -= 1;
-        Some(item)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.len, Some(self.len))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}

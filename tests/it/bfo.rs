@@ -304,25 +304,9 @@ fn publisher_killed_mid_batch_resends_from_its_cursor() {
 fn broker_restart_mid_publish_loses_nothing() {
     // A private broker: stopping the shared one would disturb other tests.
     let dir = tempfile::tempdir().unwrap();
+    let (_stop, exports) = private_broker(dir.path(), None);
     let rabbit = dir.path().join("rabbitmq");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
-    let started = Command::new(script.join("start-rabbitmq.sh"))
-        .arg(&rabbit)
-        .output()
-        .unwrap();
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let _stop = StopBroker(script.join("stop-rabbitmq.sh"), rabbit.clone());
-    let url = String::from_utf8_lossy(&started.stdout)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("export NEMSMS_DIFF_AMQP_URL=")
-                .map(str::to_owned)
-        })
-        .unwrap();
+    let url = export(&exports, "NEMSMS_DIFF_AMQP_URL");
     let flow = Flow::with_url(
         url,
         2,
