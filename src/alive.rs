@@ -36,54 +36,91 @@ fn now_utc() -> String {
         .unwrap_or_default()
 }
 
-/// Publishes one AliveBesked and waits for Beskedfordeler's answer.
-pub async fn send(cfg: &BeskedfordelerConfig, aktoer: Uuid, token: &str) -> anyhow::Result<Uuid> {
+/// Runs one step of an AliveBesked exchange within what is left until
+/// `deadline`; running out of time names the step.
+async fn step<T>(
+    deadline: Instant,
+    what: &str,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, fut).await {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!("ran out of time while {what}"),
+    }
+}
+
+/// Publishes one AliveBesked and waits for Beskedfordeler's answer; every
+/// step ends by `deadline`.
+pub async fn send(
+    cfg: &BeskedfordelerConfig,
+    aktoer: Uuid,
+    token: &str,
+    deadline: Instant,
+) -> anyhow::Result<Uuid> {
     let id = Uuid::new_v4();
     let body = besked::alive_envelope(id, aktoer, &now_utc());
-    let (_connection, channel) = publish::connect(cfg).await?;
-    let mut replies = channel
-        .basic_consume(
-            publish::REPLY_TO.into(),
-            "alive".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let correlation = Uuid::new_v4().to_string();
-    publish::send(
-        &channel,
-        cfg,
-        token,
-        body.as_bytes(),
-        &id.to_string(),
-        &correlation,
+    let (_connection, channel) = step(
+        deadline,
+        "connecting to Beskedfordeler",
+        publish::connect(cfg),
     )
     .await?;
-    loop {
-        let delivery = tokio::time::timeout(cfg.reply_timeout, replies.next())
+    let mut replies = step(deadline, "subscribing to Beskedfordeler's answers", async {
+        channel
+            .basic_consume(
+                publish::REPLY_TO.into(),
+                "alive".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
-            .context("no answer from Beskedfordeler to the AliveBesked")?
-            .context("the reply consumer ended")??;
-        if delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.as_str())
-            != Some(correlation.as_str())
-        {
-            continue;
-        }
-        let (code, text) =
-            besked::parse_standard_retur(&delivery.data).map_err(anyhow::Error::msg)?;
-        anyhow::ensure!(
-            code == besked::OK,
-            "Beskedfordeler answered StatusKode {code}: {text}"
-        );
-        return Ok(id);
-    }
+            .context("cannot consume direct replies")
+    })
+    .await?;
+    let correlation = Uuid::new_v4().to_string();
+    step(deadline, "sending the AliveBesked", async {
+        publish::send(
+            &channel,
+            cfg,
+            token,
+            body.as_bytes(),
+            &id.to_string(),
+            &correlation,
+        )
+        .await
+        .context("cannot send the AliveBesked")
+    })
+    .await?;
+    step(
+        deadline,
+        "waiting for Beskedfordeler's StatusKode to the AliveBesked",
+        async {
+            loop {
+                let delivery = replies.next().await.context("the reply consumer ended")??;
+                if delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.as_str())
+                    != Some(correlation.as_str())
+                {
+                    continue;
+                }
+                let (code, text) =
+                    besked::parse_standard_retur(&delivery.data).map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(
+                    code == besked::OK,
+                    "Beskedfordeler answered StatusKode {code}: {text}"
+                );
+                return Ok(id);
+            }
+        },
+    )
+    .await
 }
 
 /// How `check` watches for the round trip.
@@ -96,6 +133,9 @@ pub enum Via {
 }
 
 /// Sends an AliveBesked and waits until it arrives; the round-trip time.
+/// Token, connection, send, StatusKode and round trip share one deadline
+/// (`timeout` from now): the check ends within it, and an error names the
+/// step that ran out of time.
 pub fn check(
     cfg: &BeskedfordelerConfig,
     aktoer: Uuid,
@@ -107,74 +147,96 @@ pub fn check(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let token = crate::sts::Tokens::new(&cfg.tokens)?
-            .get(token_authority)
-            .await?;
-        let started = Instant::now();
-        let deadline = started + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let result = runtime.block_on(async {
+        let token = step(deadline, "getting a token", async {
+            crate::sts::Tokens::new(&cfg.tokens)?
+                .get(token_authority)
+                .await
+        })
+        .await?;
         match via {
             Via::Pull(queue) => {
                 // Consume first, so the message cannot slip past.
-                let (_connection, channel) = publish::connect(cfg).await?;
-                channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        QueueDeclareOptions {
-                            durable: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                channel.basic_qos(100, BasicQosOptions::default()).await?;
-                let mut consumer = channel
-                    .basic_consume(
-                        queue.as_str().into(),
-                        "alive-check".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                let id = send(cfg, aktoer, &token).await?.to_string();
-                let mut seen = HashSet::new();
-                loop {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let Ok(Some(delivery)) = tokio::time::timeout(left, consumer.next()).await
-                    else {
-                        anyhow::bail!(
-                            "no AliveBesked round trip via pull within {} s",
-                            timeout.as_secs_f64()
-                        );
-                    };
-                    let delivery = delivery?;
-                    let got = besked::inspect(&delivery.data)
-                        .ok()
-                        .and_then(|i| i.besked_id);
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    if let Some(got) = got
-                        && seen.insert(got.clone())
-                        && got == id
-                    {
-                        return Ok(started.elapsed());
-                    }
-                }
+                let (_connection, channel) = step(
+                    deadline,
+                    "connecting to Beskedfordeler",
+                    publish::connect(cfg),
+                )
+                .await?;
+                let mut consumer = step(deadline, "subscribing to the dueslag", async {
+                    channel
+                        .queue_declare(
+                            queue.as_str().into(),
+                            QueueDeclareOptions {
+                                durable: true,
+                                ..Default::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await?;
+                    channel.basic_qos(100, BasicQosOptions::default()).await?;
+                    Ok(channel
+                        .basic_consume(
+                            queue.as_str().into(),
+                            "alive-check".into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?)
+                })
+                .await?;
+                let id = send(cfg, aktoer, &token, deadline).await?.to_string();
+                step(
+                    deadline,
+                    "waiting for the AliveBesked in the dueslag (pull)",
+                    async {
+                        let mut seen = HashSet::new();
+                        loop {
+                            let delivery = consumer
+                                .next()
+                                .await
+                                .context("the dueslag consumer ended")??;
+                            let got = besked::inspect(&delivery.data)
+                                .ok()
+                                .and_then(|i| i.besked_id);
+                            delivery.ack(BasicAckOptions::default()).await?;
+                            if let Some(got) = got
+                                && seen.insert(got.clone())
+                                && got == id
+                            {
+                                return Ok(started.elapsed());
+                            }
+                        }
+                    },
+                )
+                .await
             }
             Via::Push(store) => {
-                let id = send(cfg, aktoer, &token).await?;
+                let id = send(cfg, aktoer, &token, deadline).await?;
                 let file = store.join(format!("{id}.xml"));
-                while Instant::now() < deadline {
-                    if file.exists() {
-                        return Ok(started.elapsed());
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                anyhow::bail!(
-                    "no AliveBesked round trip via push within {} s",
-                    timeout.as_secs_f64()
+                step(
+                    deadline,
+                    "waiting for the AliveBesked at the push receiver",
+                    async {
+                        while !file.exists() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Ok(started.elapsed())
+                    },
                 )
+                .await
             }
         }
+    });
+    // Nothing left behind may hold the process past its deadline.
+    runtime.shutdown_background();
+    result.map_err(|e| {
+        e.context(format!(
+            "AliveBesked check (timeout {} s)",
+            timeout.as_secs_f64()
+        ))
     })
 }
 

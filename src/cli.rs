@@ -55,10 +55,18 @@ pub enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Send every unpublished outbox batch to Beskedfordeler (AMQP).
+    ///
+    /// An outage (broker unreachable, or up but answering nothing) is ridden
+    /// out with capped, jittered backoff until the outage deadline passes
+    /// without a confirmed event; then exit 4, and the next publish resumes.
     Publish {
         /// The configuration file ([beskedfordeler]).
         #[arg(long)]
         config: PathBuf,
+        /// How long to ride out an outage without progress, e.g. 10m, 90s
+        /// (default: [beskedfordeler] outage_deadline, itself 10m by default).
+        #[arg(long, value_parser = crate::config::parse_duration)]
+        outage_deadline: Option<std::time::Duration>,
         /// `dir:PATH`: write the envelopes as files instead (cursors untouched).
         #[arg(long)]
         to: Option<String>,
@@ -112,6 +120,9 @@ pub enum AliveCommand {
     Send {
         #[arg(long)]
         config: PathBuf,
+        /// Seconds for the whole exchange (token, connection, send, StatusKode).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// AliveBeskedModtag: a push receiver, POST /besked/modtag.
     Serve {
@@ -169,6 +180,32 @@ pub enum SimulateCommand {
         /// Stop after the queue stayed empty this long.
         #[arg(long, default_value_t = 1000)]
         idle_ms: u64,
+    },
+    /// A TCP fault proxy for network tests: latency each way, connections
+    /// cut (TCP reset) after a random number of bytes; SIGUSR1 cuts every
+    /// open connection, SIGUSR2 takes the link down or up again.
+    Proxy {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where connections go, HOST:PORT.
+        #[arg(long)]
+        upstream: String,
+        /// Latency added each way, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Cut each connection after MIN-MAX bytes (both ways; K and M suffixes).
+        #[arg(long, value_parser = crate::proxy::parse_byte_range)]
+        cut_after: Option<(u64, u64)>,
+        /// The share of connections that get --cut-after.
+        #[arg(long, default_value_t = 1.0)]
+        cut_share: f64,
+        /// Append one JSON line per connection end (bytes, cut) to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Seed of the cut points.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Write test certificates: CA, server, client, and a client of another CA.
     Certs {
@@ -276,6 +313,11 @@ pub struct CommonRunArgs {
     /// Do not publish after committing, even if the config says so.
     #[arg(long)]
     pub no_publish: bool,
+    /// When publishing after the run: how long to ride out a Beskedfordeler
+    /// outage without progress, e.g. 10m, 90s (default: [beskedfordeler]
+    /// outage_deadline, itself 10m by default).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub outage_deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -475,24 +517,34 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::wire::myndighedstilmelding_body().into_bytes(),
             true,
         ),
-        Command::Publish { config, to } => publish_command(&config, to.as_deref()),
+        Command::Publish {
+            config,
+            to,
+            outage_deadline,
+        } => publish_command(&config, to.as_deref(), outage_deadline),
         Command::Alive(AliveCommand::Serve { listen, store }) => {
             crate::alive::serve(listen, store)?;
             Ok(exit::OK)
         }
-        Command::Alive(AliveCommand::Send { config }) => {
+        Command::Alive(AliveCommand::Send { config, timeout }) => {
             let cfg = load_config(&config)?;
             let bfo = bfo_config(&cfg)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
             let id = runtime.block_on(async {
-                let token = crate::sts::Tokens::new(&bfo.tokens)?
-                    .get(cfg.authorities[0].cvr)
-                    .await?;
-                crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer, &token).await
-            })?;
+                let token = tokio::time::timeout_at(
+                    deadline.into(),
+                    crate::sts::Tokens::new(&bfo.tokens)?.get(cfg.authorities[0].cvr),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("ran out of time while getting a token"))??;
+                crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer, &token, deadline).await
+            });
+            runtime.shutdown_background();
+            let id = id?;
             println!("AliveBesked {id} accepted by Beskedfordeler");
             Ok(exit::OK)
         }
@@ -555,6 +607,29 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("drained {} messages from {queue}", ids.len());
             Ok(exit::OK)
         }
+        Command::Simulate(SimulateCommand::Proxy {
+            listen,
+            upstream,
+            latency_ms,
+            cut_after,
+            cut_share,
+            log,
+            seed,
+        }) => {
+            if !(0.0..=1.0).contains(&cut_share) {
+                bail!(UsageError("--cut-share must be between 0 and 1".into()));
+            }
+            crate::proxy::serve(crate::proxy::Options {
+                listen,
+                upstream,
+                latency: std::time::Duration::from_millis(latency_ms),
+                cut_after,
+                cut_share,
+                log,
+                seed,
+            })?;
+            Ok(exit::OK)
+        }
         Command::Simulate(SimulateCommand::Certs { out }) => {
             crate::tls::generate_test_certs(&out)?;
             eprintln!(
@@ -608,8 +683,16 @@ fn load_config(path: &Path) -> anyhow::Result<crate::config::Config> {
     crate::config::Config::load(path).map_err(|e| UsageError(format!("{e:#}")).into())
 }
 
+/// `--outage-deadline` over the config's.
+fn set_outage_deadline(cfg: &mut crate::config::Config, d: Option<std::time::Duration>) {
+    if let (Some(d), Some(b)) = (d, cfg.beskedfordeler.as_mut()) {
+        b.outage_deadline = d;
+    }
+}
+
 fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyhow::Result<u8> {
-    let cfg = load_config(&a.config)?;
+    let mut cfg = load_config(&a.config)?;
+    set_outage_deadline(&mut cfg, a.outage_deadline);
     let req = crate::run::Request {
         dates,
         authorities: a.authorities.clone(),
@@ -736,8 +819,13 @@ fn alive_check(
     )
 }
 
-fn publish_command(config: &Path, to: Option<&str>) -> anyhow::Result<u8> {
-    let cfg = load_config(config)?;
+fn publish_command(
+    config: &Path,
+    to: Option<&str>,
+    outage_deadline: Option<std::time::Duration>,
+) -> anyhow::Result<u8> {
+    let mut cfg = load_config(config)?;
+    set_outage_deadline(&mut cfg, outage_deadline);
     if let Some(to) = to {
         let dir = to
             .strip_prefix("dir:")

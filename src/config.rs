@@ -102,8 +102,10 @@ struct RawBeskedfordeler {
     in_flight: usize,
     #[serde(default = "default_reply_timeout_ms")]
     reply_timeout_ms: u64,
-    #[serde(default = "default_max_failures")]
-    max_failures: u32,
+    /// Replaced by `outage_deadline`: refused with a message that says so.
+    max_failures: Option<toml::Value>,
+    #[serde(default = "default_outage_deadline")]
+    outage_deadline: String,
     #[serde(default = "default_max_backoff_ms")]
     max_backoff_ms: u64,
     #[serde(default)]
@@ -138,8 +140,20 @@ fn default_in_flight() -> usize {
 fn default_reply_timeout_ms() -> u64 {
     10_000
 }
-fn default_max_failures() -> u32 {
-    5
+fn default_outage_deadline() -> String {
+    "10m".into()
+}
+
+/// Parses a positive duration: `"10m"`, `"30s"`, `"1h 30m"`, `"PT2M"`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like \"10m\" or \"30s\": {e}"))?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?}: the duration must be positive"))
 }
 fn default_max_backoff_ms() -> u64 {
     10_000
@@ -182,8 +196,9 @@ pub struct BeskedfordelerConfig {
     pub in_flight: usize,
     /// A message without a reply after this long is sent again.
     pub reply_timeout: std::time::Duration,
-    /// Consecutive failures without progress before publishing stops.
-    pub max_failures: u32,
+    /// How long publishing rides out an outage (broker unreachable, or up
+    /// but answering nothing) without progress before it stops (exit 4).
+    pub outage_deadline: std::time::Duration,
     pub max_backoff: std::time::Duration,
     /// `run` publishes after committing.
     pub publish_after_run: bool,
@@ -441,6 +456,14 @@ impl Config {
                         ));
                     }
                 };
+                if b.max_failures.is_some() {
+                    return Err(fail(
+                        "beskedfordeler.max_failures",
+                        "was replaced by outage_deadline (how long to ride out an outage, e.g. \"10m\")".into(),
+                    ));
+                }
+                let outage_deadline = parse_duration(&b.outage_deadline)
+                    .map_err(|e| fail("beskedfordeler.outage_deadline", e))?;
                 if b.in_flight == 0 {
                     return Err(fail(
                         "beskedfordeler.in_flight",
@@ -454,7 +477,7 @@ impl Config {
                     tls,
                     in_flight: b.in_flight,
                     reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
-                    max_failures: b.max_failures.max(1),
+                    outage_deadline,
                     max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),
                     publish_after_run: b.publish_after_run,
                     alive_check_before_publish: b.alive_check_before_publish,

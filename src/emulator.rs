@@ -3,10 +3,13 @@
 //! Declares the exchange (default `AFSEND_BESKED_EXCHANGE`) and its inbox
 //! queue, consumes what is published, checks each message (well-formed
 //! envelope, required fields, `message_id` = `BeskedId`, `token` header),
-//! answers a `StandardRetur` to `reply_to` with the same `correlation_id`,
-//! and routes accepted messages to dueslag queues by subscription
-//! (beskedtype, optionally a value list of `ObjektId`s) and to HTTP push
-//! endpoints as `ModtagBeskedInput`. Fault injection: answer 41 every N
+//! routes accepted messages to durable dueslag queues by subscription
+//! (beskedtype, optionally a value list of `ObjektId`s) as persistent
+//! messages and to HTTP push endpoints as `ModtagBeskedInput`, and answers
+//! a `StandardRetur` to `reply_to` with the same `correlation_id`. Like
+//! Beskedfordeler's, its StatusKode 20 is a promise: it leaves only once
+//! the broker has confirmed every forward of the message (publisher
+//! confirms); up to 2,000 messages are in flight meanwhile. Fault injection: answer 41 every N
 //! messages, answer an error code every N, drop every Nth reply, delay
 //! replies. Also `drain`: empty a queue and print the `BeskedId`s.
 
@@ -18,7 +21,7 @@ use anyhow::Context;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -142,8 +145,31 @@ async fn serve_async(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the answerer does with one consumed message, once its forwards
+/// are confirmed: answer (unless a fault drops it), then acknowledge.
+struct Job {
+    /// The broker's confirms of the forwards to the dueslag queues.
+    confirms: Vec<lapin::PublisherConfirm>,
+    reply_to: Option<String>,
+    correlation: Option<String>,
+    code: u32,
+    text: String,
+    drop_reply: bool,
+    delivery: lapin::message::Delivery,
+}
+
+/// Forwards in flight (messages consumed but not yet answered).
+const IN_FLIGHT: u16 = 2000;
+
 async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
-    let (_connection, channel) = open(&opts.amqp).await?;
+    let (connection, channel) = open(&opts.amqp).await?;
+    // Forwards go on their own channel in confirm mode: a StatusKode 20
+    // leaves only once the broker holds every forward of the message.
+    let forward = connection.create_channel().await?;
+    forward
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
     channel
         .exchange_declare(
             opts.exchange.as_str().into(),
@@ -170,7 +196,9 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
     for s in &opts.subscriptions {
         declare_queue(&channel, &s.queue).await?;
     }
-    channel.basic_qos(1000, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(IN_FLIGHT, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             inbox.as_str().into(),
@@ -192,28 +220,29 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
         .push_to
         .clone()
         .map(|url| (url, reqwest::Client::new()));
+    // The answerer awaits the confirms in arrival order, so many forwards
+    // are in flight while answers and acknowledgements keep their order.
+    let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(usize::from(IN_FLIGHT));
+    let mut answerer = tokio::spawn(answer(channel.clone(), queue, opts.delay_reply_ms));
     let mut n = 0u64;
-    let mut unacked = 0u32;
-    let mut last: Option<lapin::message::Delivery> = None;
     loop {
-        let delivery = match tokio::time::timeout(Duration::from_millis(20), consumer.next()).await
-        {
-            Ok(Some(d)) => d?,
-            Ok(None) => break,
-            Err(_) => {
-                // Idle: acknowledge what was processed.
-                if let Some(d) = last.take() {
-                    d.ack(BasicAckOptions { multiple: true }).await?;
-                    unacked = 0;
-                }
-                continue;
-            }
+        let delivery = tokio::select! {
+            d = consumer.next() => match d {
+                Some(d) => d?,
+                None => break,
+            },
+            r = &mut answerer => return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("the answerer failed: {e}")),
+            },
         };
         n += 1;
         let props = &delivery.properties;
         let reply_to = props.reply_to().as_ref().map(|s| s.to_string());
         let correlation = props.correlation_id().as_ref().map(|s| s.to_string());
         let (code, text, info) = check(opts, n, &delivery.data, props);
+        let mut confirms = Vec::new();
         if let Some(info) = info {
             let beskedtype = info.beskedtype.clone().unwrap_or_default().to_lowercase();
             for s in &opts.subscriptions {
@@ -222,19 +251,21 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
                         .as_ref()
                         .is_none_or(|ids| info.objekt_ids.iter().any(|o| ids.contains(o)));
                 if wanted {
-                    channel
-                        .basic_publish(
-                            "".into(),
-                            s.queue.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &delivery.data,
-                            BasicProperties::default()
-                                .with_message_id(
-                                    info.besked_id.clone().unwrap_or_default().as_str().into(),
-                                )
-                                .with_delivery_mode(2),
-                        )
-                        .await?;
+                    confirms.push(
+                        forward
+                            .basic_publish(
+                                "".into(),
+                                s.queue.as_str().into(),
+                                BasicPublishOptions::default(),
+                                &delivery.data,
+                                BasicProperties::default()
+                                    .with_message_id(
+                                        info.besked_id.clone().unwrap_or_default().as_str().into(),
+                                    )
+                                    .with_delivery_mode(2),
+                            )
+                            .await?,
+                    );
                 }
             }
             if let Some((url, client)) = &push
@@ -255,12 +286,63 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
             }
         }
         let drop_reply = opts.drop_reply_every > 0 && n.is_multiple_of(opts.drop_reply_every);
-        if let (Some(reply_to), false) = (reply_to, drop_reply) {
-            if opts.delay_reply_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(opts.delay_reply_ms)).await;
+        let job = Job {
+            confirms,
+            reply_to,
+            correlation,
+            code,
+            text,
+            drop_reply,
+            delivery,
+        };
+        if jobs.send(job).await.is_err() {
+            break; // the answerer ended; its result is the session's
+        }
+    }
+    drop(jobs);
+    match answerer.await {
+        Ok(r) => r,
+        Err(e) => Err(anyhow::anyhow!("the answerer failed: {e}")),
+    }
+}
+
+/// Answers the jobs in order: every forward confirmed, then the
+/// `StandardRetur`, then the inbox acknowledgement (in groups). A forward
+/// the broker refuses ends the session: its message is not answered and,
+/// unacknowledged, comes back from the inbox after the reconnect.
+async fn answer(
+    channel: Channel,
+    mut queue: tokio::sync::mpsc::Receiver<Job>,
+    delay_reply_ms: u64,
+) -> anyhow::Result<()> {
+    let mut unacked = 0u32;
+    let mut last: Option<lapin::message::Delivery> = None;
+    loop {
+        let job = match tokio::time::timeout(Duration::from_millis(20), queue.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_) => {
+                // Idle: acknowledge what was answered.
+                if let Some(d) = last.take() {
+                    d.ack(BasicAckOptions { multiple: true }).await?;
+                    unacked = 0;
+                }
+                continue;
+            }
+        };
+        for confirm in job.confirms {
+            let confirmation = confirm.await.context("a forward was not confirmed")?;
+            anyhow::ensure!(
+                !confirmation.is_nack(),
+                "the broker refused to hold a forward (nack)"
+            );
+        }
+        if let (Some(reply_to), false) = (&job.reply_to, job.drop_reply) {
+            if delay_reply_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_reply_ms)).await;
             }
             let mut p = BasicProperties::default();
-            if let Some(c) = correlation {
+            if let Some(c) = &job.correlation {
                 p = p.with_correlation_id(c.as_str().into());
             }
             channel
@@ -268,7 +350,7 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
                     "".into(),
                     reply_to.as_str().into(),
                     BasicPublishOptions::default(),
-                    besked::standard_retur(code, &text).as_bytes(),
+                    besked::standard_retur(job.code, &job.text).as_bytes(),
                     p,
                 )
                 .await?;
@@ -276,12 +358,15 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
         // Acknowledge in groups: one ack covers every delivery up to it.
         unacked += 1;
         if unacked >= 100 {
-            delivery.ack(BasicAckOptions { multiple: true }).await?;
+            job.delivery.ack(BasicAckOptions { multiple: true }).await?;
             unacked = 0;
             last = None;
         } else {
-            last = Some(delivery);
+            last = Some(job.delivery);
         }
+    }
+    if let Some(d) = last.take() {
+        d.ack(BasicAckOptions { multiple: true }).await?;
     }
     Ok(())
 }

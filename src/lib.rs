@@ -21,6 +21,7 @@ pub mod guard;
 pub mod keys;
 pub mod outbox;
 pub mod parse;
+pub mod proxy;
 pub mod publish;
 pub mod run;
 pub mod simulate;

@@ -13,10 +13,12 @@
 //!
 //! `StatusKode` 20 confirms; 41 (token expired) reconnects and resends; any
 //! other code stops that batch with the code and text in the report. A
-//! message without a reply within `reply_timeout` is sent again. Connection
-//! loss reconnects with capped, jittered backoff; after `max_failures`
-//! consecutive failures without progress the publisher stops (exit code 4,
-//! "publish incomplete") and the next `publish` resumes.
+//! message without a reply within `reply_timeout` is sent again. An outage
+//! (the broker unreachable, or up but answering nothing) is ridden out with
+//! capped, jittered backoff and reconnects until `outage_deadline` (default
+//! 10 minutes) passes without a confirmed event; only then does the
+//! publisher stop (exit code 4, "publish incomplete"), and the next
+//! `publish` resumes from the cursors.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -262,43 +264,60 @@ async fn publish_batch(
     let mut next = 0usize; // next never-sent index into bodies
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut resend: BTreeSet<u64> = BTreeSet::new();
-    let mut failures = 0u32;
-    let mut last_progress = Instant::now();
+    let mut outage = Outage::new(cfg.outage_deadline);
 
     let mut token = String::new();
     'outer: while cursor < n_events {
         // (Re)connect when needed, with capped, jittered backoff; a new
         // connection gets a fresh token (a cached one while it is valid).
         if token.is_empty() || link_slot.is_none() {
-            match tokens.get(authority).await {
-                Ok(t) => token = t,
-                Err(e) => {
-                    failures += 1;
-                    if failures >= cfg.max_failures {
-                        outcome.status = BatchStatus::Incomplete;
-                        outcome.message = Some(format!("publish incomplete: no token: {e:#}"));
-                        break 'outer;
+            let got = tokio::time::timeout(outage.attempt_limit(cfg), tokens.get(authority)).await;
+            match got {
+                Ok(Ok(t)) => token = t,
+                Ok(Err(e)) => {
+                    let e = format!("no token: {e:#}");
+                    match outage.failed(&e, cfg.max_backoff) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => {
+                            outcome.fail_incomplete(&outage, &e);
+                            break 'outer;
+                        }
                     }
-                    tokio::time::sleep(backoff(failures, cfg.max_backoff)).await;
+                    continue;
+                }
+                Err(_) => {
+                    let e = "no token: the token service did not answer in time";
+                    match outage.failed(e, cfg.max_backoff) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => {
+                            outcome.fail_incomplete(&outage, e);
+                            break 'outer;
+                        }
+                    }
                     continue;
                 }
             }
         }
         if link_slot.is_none() {
-            match link(cfg).await {
+            let connected = tokio::time::timeout(outage.attempt_limit(cfg), link(cfg))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "cannot connect to Beskedfordeler at {}: no answer in time",
+                        redact(&cfg.url)
+                    ))
+                });
+            match connected {
                 Ok(l) => *link_slot = Some(l),
                 Err(e) => {
-                    failures += 1;
-                    if failures >= cfg.max_failures {
-                        outcome.status = BatchStatus::Incomplete;
-                        outcome.message = Some(format!(
-                            "publish incomplete after {failures} failures: {e:#}"
-                        ));
-                        break 'outer;
+                    let e = format!("{e:#}");
+                    match outage.failed(&e, cfg.max_backoff) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => {
+                            outcome.fail_incomplete(&outage, &e);
+                            break 'outer;
+                        }
                     }
-                    let delay = backoff(failures, cfg.max_backoff);
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "cannot connect to Beskedfordeler");
-                    tokio::time::sleep(delay).await;
                     continue;
                 }
             }
@@ -320,19 +339,32 @@ async fn publish_batch(
                 None => break,
             };
             let correlation = Uuid::new_v4().to_string();
-            if let Err(e) = send(
-                &link.channel,
-                cfg,
-                &token,
-                &bodies[index as usize],
-                &ids[index as usize],
-                &correlation,
+            // A send that cannot even leave (a stalled connection) counts
+            // as a broken link.
+            let sent = tokio::time::timeout(
+                cfg.reply_timeout,
+                send(
+                    &link.channel,
+                    cfg,
+                    &token,
+                    &bodies[index as usize],
+                    &ids[index as usize],
+                    &correlation,
+                ),
             )
-            .await
-            {
-                resend.insert(index);
-                broken = Some(e.to_string());
-                break;
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    resend.insert(index);
+                    broken = Some(e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    resend.insert(index);
+                    broken = Some("a send did not complete in time".to_owned());
+                    break;
+                }
             }
             outcome.sent += 1;
             pending.insert(
@@ -344,16 +376,15 @@ async fn publish_batch(
             );
         }
         if let Some(e) = broken {
-            tracing::warn!(error = %e, "publishing failed: reconnecting");
             *link_slot = None;
-            failures += 1;
-            if failures >= cfg.max_failures {
-                outcome.status = BatchStatus::Incomplete;
-                outcome.message =
-                    Some(format!("publish incomplete after {failures} failures: {e}"));
-                break;
+            let e = format!("publishing failed: {e}");
+            match outage.failed(&e, cfg.max_backoff) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => {
+                    outcome.fail_incomplete(&outage, &e);
+                    break;
+                }
             }
-            tokio::time::sleep(backoff(failures, cfg.max_backoff)).await;
             continue;
         }
         // Wait for a reply, or for the oldest message's reply timeout.
@@ -386,8 +417,7 @@ async fn publish_batch(
                         while cursor < n_events && confirmed[(cursor - start) as usize] {
                             cursor += 1;
                         }
-                        failures = 0;
-                        last_progress = Instant::now();
+                        outage.progress();
                     }
                     besked::TOKEN_EXPIRED => {
                         tracing::warn!(
@@ -433,16 +463,17 @@ async fn publish_batch(
                         resend.insert(p.index);
                     }
                 }
-                if last_progress.elapsed() >= cfg.reply_timeout {
-                    failures += 1;
-                    last_progress = Instant::now();
-                    tracing::warn!(failures, "no reply from Beskedfordeler in time: resending");
-                    if failures >= cfg.max_failures {
-                        outcome.status = BatchStatus::Incomplete;
-                        outcome.message = Some(format!(
-                            "publish incomplete: no replies after {failures} timeouts"
-                        ));
-                        break;
+                if outage.idle() >= cfg.reply_timeout {
+                    // Up but answering nothing: a new connection (the old
+                    // one may be half open), within the same deadline.
+                    *link_slot = None;
+                    let e = "no reply from Beskedfordeler in time";
+                    match outage.failed(e, cfg.max_backoff) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => {
+                            outcome.fail_incomplete(&outage, e);
+                            break;
+                        }
                     }
                 }
             }
@@ -454,12 +485,93 @@ async fn publish_batch(
     Ok(outcome)
 }
 
-fn backoff(failures: u32, max: Duration) -> Duration {
+impl BatchOutcome {
+    fn fail_incomplete(&mut self, outage: &Outage, error: &str) {
+        self.status = BatchStatus::Incomplete;
+        self.message = Some(format!(
+            "publish incomplete: no progress for {} s ({} attempts), outage_deadline {} s passed; last error: {error}",
+            outage.idle().as_secs(),
+            outage.attempts,
+            outage.deadline.as_secs()
+        ));
+    }
+}
+
+/// The outage rule: while Beskedfordeler is unreachable, or up but
+/// answering nothing, retry with capped, jittered backoff until
+/// `outage_deadline` has passed without progress; every confirmed event
+/// resets the clock.
+struct Outage {
+    deadline: Duration,
+    last_progress: Instant,
+    attempts: u32,
+}
+
+impl Outage {
+    fn new(deadline: Duration) -> Outage {
+        Outage {
+            deadline,
+            last_progress: Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+        self.attempts = 0;
+    }
+
+    /// Time since the last progress.
+    fn idle(&self) -> Duration {
+        self.last_progress.elapsed()
+    }
+
+    /// What is left of the deadline.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_sub(self.idle())
+    }
+
+    /// How long one connection or token attempt may take.
+    fn attempt_limit(&self, cfg: &BeskedfordelerConfig) -> Duration {
+        cfg.reply_timeout
+            .min(self.left())
+            .max(Duration::from_millis(100))
+    }
+
+    /// A failure: the delay before the next attempt, or `None` once the
+    /// deadline has passed. Every retry is logged with the time left.
+    fn failed(&mut self, error: &str, max_backoff: Duration) -> Option<Duration> {
+        let left = self.left();
+        if left.is_zero() {
+            tracing::error!(
+                error,
+                attempts = self.attempts,
+                deadline_s = self.deadline.as_secs(),
+                "Beskedfordeler outage outlasted outage_deadline: stopping"
+            );
+            return None;
+        }
+        self.attempts += 1;
+        let delay = backoff(self.attempts, max_backoff).min(left);
+        tracing::warn!(
+            error,
+            attempt = self.attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            deadline_left_s = left.as_secs(),
+            "Beskedfordeler unavailable: retrying"
+        );
+        Some(delay)
+    }
+}
+
+/// Full jitter over a cap that doubles from 100 ms up to `max`.
+fn backoff(attempt: u32, max: Duration) -> Duration {
     use rand::Rng;
     let cap = Duration::from_millis(100)
-        .saturating_mul(1 << failures.min(10))
-        .min(max);
-    Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64))
+        .saturating_mul(1 << attempt.min(10))
+        .min(max)
+        .max(Duration::from_millis(1));
+    Duration::from_millis(rand::rng().random_range(1..=cap.as_millis().max(1) as u64))
 }
 
 /// Writes a batch's cursor atomically.

@@ -224,7 +224,12 @@ fn subscriptions_filter_on_a_value_list_of_objekt_ids() {
 
 #[test]
 fn token_expiry_and_dropped_replies_lose_nothing() {
-    let flow = Flow::new(2, 30_000, 0.01, "reply_timeout_ms = 400\nmax_failures = 20");
+    let flow = Flow::new(
+        2,
+        30_000,
+        0.01,
+        "reply_timeout_ms = 400\noutage_deadline = \"60s\"",
+    );
     let _emulator = flow.emulator(&["--answer-41-every", "97", "--drop-reply-every", "131"]);
     let out = flow.publish();
     assert_code(&out, 0);
@@ -312,7 +317,7 @@ fn broker_restart_mid_publish_loses_nothing() {
         2,
         200_000,
         0.02,
-        "reply_timeout_ms = 1000\nmax_failures = 30\nmax_backoff_ms = 1000\nin_flight = 50",
+        "reply_timeout_ms = 1000\nmax_backoff_ms = 1000\nin_flight = 50",
     );
     let _emulator = flow.emulator(&[]);
     let publisher = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
@@ -642,7 +647,7 @@ fn amqps_with_client_certificate_and_sasl_external() {
             flow.path().join("config.toml"),
             format!(
                 "{head}\n[beskedfordeler]\nurl = \"{amqps}\"\nexchange = \"{}\"\ntoken = \"t\"\nca_cert = \"{c}/ca.pem\"\n\
-                 client_cert = \"{c}/{cert}\"\nclient_key = \"{c}/{key}\"\nmax_failures = 2\nmax_backoff_ms = 100\n",
+                 client_cert = \"{c}/{cert}\"\nclient_key = \"{c}/{key}\"\noutage_deadline = \"2s\"\nmax_backoff_ms = 100\n",
                 flow.exchange
             ),
         )
