@@ -20,7 +20,7 @@ base_url = "$REGISTER_URL"
 ca_cert = "$certs/ca.pem"
 client_cert = "$certs/client.pem"
 client_key = "$certs/client-key.pem"
-retries = ${RETRIES:-4}
+retries = ${RETRIES:-8}
 max_backoff_secs = 1
 TOML
 else

@@ -223,6 +223,8 @@ struct RawRegister {
     parallel_authorities: usize,
     #[serde(default = "default_retries")]
     retries: usize,
+    #[serde(default = "default_retry_deadline")]
+    retry_deadline_secs: u64,
     #[serde(default = "default_max_backoff")]
     max_backoff_secs: u64,
 }
@@ -239,8 +241,11 @@ fn default_concurrency() -> usize {
 fn default_parallel_authorities() -> usize {
     8
 }
+fn default_retry_deadline() -> u64 {
+    600
+}
 fn default_retries() -> usize {
-    4
+    8
 }
 fn default_max_backoff() -> u64 {
     10
@@ -406,6 +411,7 @@ impl Config {
                     concurrency: r.concurrency,
                     parallel_authorities: r.parallel_authorities,
                     retries: r.retries,
+                    retry_deadline: std::time::Duration::from_secs(r.retry_deadline_secs.max(1)),
                     max_backoff: std::time::Duration::from_secs(r.max_backoff_secs),
                 })
             }

@@ -13,10 +13,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backon::{BlockingRetryable, ExponentialBuilder};
 
 use crate::keys::{KeySet, sort_dedup};
 use crate::wire::{self, Fejl, ListKind, WireError};
@@ -38,8 +37,11 @@ pub struct RegisterConfig {
     pub concurrency: usize,
     /// Authorities fetched at the same time.
     pub parallel_authorities: usize,
-    /// Retries after the first attempt.
+    /// Retries of one request after its first attempt (within the deadline).
     pub retries: usize,
+    /// Every retry of one authority's list (or of one call) ends by this
+    /// long after its first request: one deadline over all attempts.
+    pub retry_deadline: Duration,
     /// Largest delay between retries.
     pub max_backoff: Duration,
 }
@@ -49,6 +51,8 @@ pub struct RegisterConfig {
 pub enum FetchError {
     #[error("cannot reach the register: {0}")]
     Transport(String),
+    #[error("cannot reach the register: the answer was cut short: {0}")]
+    CutShort(String),
     #[error(
         "the TLS handshake with the register failed: {0} (is the client certificate valid and \
          issued by a CA the register trusts, and does the register's certificate chain to ca_cert?)"
@@ -83,7 +87,7 @@ impl FetchError {
     /// Connection errors, timeouts and 5xx are worth another attempt.
     pub fn is_retryable(&self) -> bool {
         match self {
-            FetchError::Transport(_) => true,
+            FetchError::Transport(_) | FetchError::CutShort(_) => true,
             FetchError::Status { status, .. } => *status >= 500,
             _ => false,
         }
@@ -121,13 +125,15 @@ fn copy_capped(
 ) -> Result<u64, FetchError> {
     use std::io::Read;
     let mut limited = resp.take(cap + 1);
+    // The headers came: an error reading the body is a cut.
     let n = std::io::copy(&mut limited, out).map_err(|e| {
         match e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
-            Some(_) => FetchError::Transport(format!("{what}: {e}")),
+            Some(_) => FetchError::CutShort(format!("{what}: {e}")),
             None if e.kind() == std::io::ErrorKind::Other
-                || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                || e.kind() == std::io::ErrorKind::UnexpectedEof
+                || e.kind() == std::io::ErrorKind::ConnectionReset =>
             {
-                FetchError::Transport(format!("{what}: {e}"))
+                FetchError::CutShort(format!("{what}: {e}"))
             }
             None => FetchError::Io(format!("{what}: {e}")),
         }
@@ -205,39 +211,64 @@ impl Client {
         }
     }
 
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(self.cfg.max_backoff)
-            .with_max_times(self.cfg.retries)
+    /// The deadline of a call (or of one authority's list) starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.cfg.retry_deadline
     }
 
-    /// Sends a request, retrying what is retryable; `Ok` for 2xx only.
-    fn send(
+    /// The one retry layer: runs `op` until it succeeds, fails for good
+    /// (not retryable), has been retried `retries` times, or `deadline` has
+    /// passed. A whole download is one attempt: a body cut short is fetched
+    /// again from the start. Delays are capped, jittered and exponential.
+    fn retrying<T>(
         &self,
         what: &str,
-        make: impl Fn() -> reqwest::blocking::RequestBuilder,
-    ) -> Result<reqwest::blocking::Response, FetchError> {
-        (|| {
-            let resp = make().send().map_err(transport)?;
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(resp);
+        deadline: Instant,
+        mut op: impl FnMut() -> Result<T, FetchError>,
+    ) -> Result<T, FetchError> {
+        use rand::Rng;
+        let mut attempt = 0u32;
+        loop {
+            let e = match op() {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            attempt += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if attempt as usize > self.cfg.retries || left.is_zero() {
+                tracing::warn!(call = what, error = %e, attempts = attempt, "giving up");
+                return Err(e);
             }
-            let mut resp = resp;
-            let mut body = Vec::new();
-            let _ = copy_capped(&mut resp, &mut body, 64 * 1024, "error body");
-            Err(FetchError::Status {
-                status: status.as_u16(),
-                fejl: wire::parse_fejl(&body),
-            })
+            let cap = Duration::from_millis(50)
+                .saturating_mul(1 << attempt.min(10))
+                .min(self.cfg.max_backoff)
+                .max(Duration::from_millis(1));
+            let delay = Duration::from_millis(rand::rng().random_range(1..=cap.as_millis() as u64))
+                .min(left);
+            tracing::warn!(call = what, error = %e, attempt, retry_in_ms = delay.as_millis() as u64,
+                deadline_left_s = left.as_secs(), "retrying");
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// Sends a request once; `Ok` for 2xx only (callers retry).
+    fn send(
+        &self,
+        make: impl FnOnce() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, FetchError> {
+        let resp = make().send().map_err(transport)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        let _ = copy_capped(&mut resp, &mut body, 64 * 1024, "error body");
+        Err(FetchError::Status {
+            status: status.as_u16(),
+            fejl: wire::parse_fejl(&body),
         })
-        .retry(self.backoff())
-        .sleep(std::thread::sleep)
-        .when(FetchError::is_retryable)
-        .notify(|e, delay| tracing::warn!(call = what, error = %e, retry_in_ms = delay.as_millis() as u64, "retrying"))
-        .call()
     }
 
     /// Fetches the full list or the change list of `sysid` for `date`.
@@ -254,11 +285,13 @@ impl Client {
         };
         let url = self.url(&path);
         let date_s = date.to_string();
-        let mut resp = self.send("reference collection", || {
-            self.http.get(format!("{url}?dato={date_s}"))
+        let deadline = self.deadline();
+        let body = self.retrying("reference collection", deadline, || {
+            let mut resp = self.send(|| self.http.get(format!("{url}?dato={date_s}")))?;
+            let mut body = Vec::new();
+            copy_capped(&mut resp, &mut body, MAX_SMALL_BODY, "reference collection")?;
+            Ok(body)
         })?;
-        let mut body = Vec::new();
-        copy_capped(&mut resp, &mut body, MAX_SMALL_BODY, "reference collection")?;
         let rc = wire::parse_references(&body).map_err(|source| FetchError::Wire {
             what: "reference collection".into(),
             source,
@@ -279,7 +312,7 @@ impl Client {
         }
         std::fs::create_dir_all(tmp)
             .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", tmp.display())))?;
-        let dellister = self.fetch_dellister(&rc, tmp)?;
+        let dellister = self.fetch_dellister(&rc, tmp, deadline)?;
         let _ = std::fs::remove_dir_all(tmp);
         let mut out = FetchedList {
             list_id: rc.list_id,
@@ -305,6 +338,7 @@ impl Client {
         &self,
         rc: &wire::ReferenceCollection,
         tmp: &Path,
+        deadline: Instant,
     ) -> Result<Vec<wire::Delliste>, FetchError> {
         let n = rc.references.len();
         let next = AtomicUsize::new(0);
@@ -319,7 +353,7 @@ impl Client {
                         if i >= n || stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp) {
+                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp, deadline) {
                             Ok(d) => results.lock().expect("lock")[i] = Some(d),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -349,23 +383,20 @@ impl Client {
         n: usize,
         kind: ListKind,
         tmp: &Path,
+        deadline: Instant,
     ) -> Result<wire::Delliste, FetchError> {
         let url = self.url(&r.href);
         let file = tmp.join(format!("delliste-{n}.xml"));
         let what = format!("delliste {n}");
         // The whole download is the unit of retry: a body cut short is a
         // transport error and is fetched again from the start.
-        (|| {
-            let mut resp = self.send(&what, || self.http.get(&url))?;
+        self.retrying(&what, deadline, || {
+            let mut resp = self.send(|| self.http.get(&url))?;
             let mut out = std::fs::File::create(&file)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
             copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
             Ok(())
-        })
-        .retry(self.backoff())
-        .sleep(std::thread::sleep)
-        .when(FetchError::is_retryable)
-        .call()?;
+        })?;
         let reader = std::fs::File::open(&file)
             .map_err(|e| FetchError::Io(format!("cannot read {}: {e}", file.display())))?;
         let d = wire::parse_delliste(BufReader::with_capacity(1 << 16, reader), kind).map_err(
@@ -388,35 +419,34 @@ impl Client {
     /// Deletes a change list that has been committed.
     pub fn delete_change_list(&self, sysid: &str, list_id: &str) -> Result<(), FetchError> {
         let url = self.url(&wire::delete_change_list_path(sysid, list_id));
-        self.send("delete change list", || self.http.delete(&url))
-            .map(|_| ())
+        self.retrying("delete change list", self.deadline(), || {
+            self.send(|| self.http.delete(&url)).map(|_| ())
+        })
     }
 
     /// `PUT` of an XML body (the SF2250 pass-through calls).
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<u16, FetchError> {
         let url = self.url(path);
-        self.send("put", || {
-            self.http
-                .put(&url)
-                .header("Content-Type", "application/xml; charset=utf-8")
-                .body(body.clone())
+        self.retrying("put", self.deadline(), || {
+            self.send(|| {
+                self.http
+                    .put(&url)
+                    .header("Content-Type", "application/xml; charset=utf-8")
+                    .body(body.clone())
+            })
+            .map(|r| r.status().as_u16())
         })
-        .map(|r| r.status().as_u16())
     }
 
     /// Downloads a file (a CSV list over HTTPS) to `dest`, streaming.
     pub fn download(&self, url: &str, dest: &Path) -> Result<(), FetchError> {
-        (|| {
-            let mut resp = self.send("list download", || self.http.get(url))?;
+        self.retrying("list download", self.deadline(), || {
+            let mut resp = self.send(|| self.http.get(url))?;
             let mut out = std::fs::File::create(dest)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", dest.display())))?;
             copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
             Ok(())
         })
-        .retry(self.backoff())
-        .sleep(std::thread::sleep)
-        .when(FetchError::is_retryable)
-        .call()
     }
 }
 

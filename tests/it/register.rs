@@ -45,7 +45,7 @@ impl Register {
     fn write_config(&self, mode: &str, cert: &str, key: &str) {
         let head = format!(
             "state_dir = \"state\"\nsource = \"oiorest\"\n[register]\nbase_url = \"{}\"\nca_cert = \"certs/ca.pem\"\n\
-             client_cert = \"{cert}\"\nclient_key = \"{key}\"\nretries = 3\nmax_backoff_secs = 1\n",
+             client_cert = \"{cert}\"\nclient_key = \"{key}\"\nretries = 8\nmax_backoff_secs = 1\n",
             self.server.url()
         );
         self.setup
