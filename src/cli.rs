@@ -207,6 +207,16 @@ pub enum SimulateCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The emulator's rate alone: send every envelope of the outbox at once
+    /// (all in flight, no cursors) to [beskedfordeler] and wait for every
+    /// StatusKode; prints messages, answers and the rate.
+    Load {
+        #[arg(long)]
+        config: PathBuf,
+        /// At most this many envelopes.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Write test certificates: CA, server, client, and a client of another CA.
     Certs {
         /// Output directory.
@@ -629,6 +639,23 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 seed,
             })?;
             Ok(exit::OK)
+        }
+        Command::Simulate(SimulateCommand::Load { config, limit }) => {
+            let cfg = load_config(&config)?;
+            let r = crate::emulator::load(&cfg.state_dir, bfo_config(&cfg)?, limit)?;
+            println!(
+                "emulator alone: {} messages in flight at once, {} answered 20, {} refused, {:.2} s: {:.0} messages/s",
+                r.messages,
+                r.accepted,
+                r.refused,
+                r.seconds,
+                r.messages as f64 / r.seconds
+            );
+            Ok(if r.refused == 0 {
+                exit::OK
+            } else {
+                exit::FAILURE
+            })
         }
         Command::Simulate(SimulateCommand::Certs { out }) => {
             crate::tls::generate_test_certs(&out)?;

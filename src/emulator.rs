@@ -446,3 +446,96 @@ pub fn drain(amqp: &str, queue: &str, idle: Duration) -> anyhow::Result<Vec<Stri
         Ok(ids)
     })
 }
+
+/// What [`load`] measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub messages: usize,
+    /// Answered StatusKode 20.
+    pub accepted: usize,
+    /// Answered any other code.
+    pub refused: usize,
+    pub seconds: f64,
+}
+
+/// The emulator's rate alone: sends every envelope of the outbox under
+/// `state` (at most `limit`) at once, all in flight, and waits for every
+/// answer. No cursors, no resends: what it measures is how fast the
+/// emulator (and the broker under it) answers.
+pub fn load(
+    state: &std::path::Path,
+    cfg: &crate::config::BeskedfordelerConfig,
+    limit: Option<usize>,
+) -> anyhow::Result<LoadReport> {
+    let mut bodies = Vec::new();
+    'batches: for path in crate::outbox::list(state)? {
+        let (_, envelopes) = crate::outbox::open(&path)?;
+        for e in envelopes {
+            if limit.is_some_and(|l| bodies.len() >= l) {
+                break 'batches;
+            }
+            bodies.push(e?);
+        }
+    }
+    anyhow::ensure!(
+        !bodies.is_empty(),
+        "the outbox under {} is empty",
+        state.display()
+    );
+    let ids: Vec<String> = bodies
+        .iter()
+        .map(|b| crate::publish::besked_id(b).unwrap_or_default())
+        .collect();
+    let token = match &cfg.tokens {
+        crate::sts::TokenSource::Static(t) => t.clone(),
+        _ => "load-test".to_owned(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (_connection, channel) = crate::publish::connect(cfg).await?;
+        let mut replies = channel
+            .basic_consume(
+                crate::publish::REPLY_TO.into(),
+                "load".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let n = ids.len();
+        let started = std::time::Instant::now();
+        let sender = {
+            let channel = channel.clone();
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                for (i, (body, id)) in bodies.iter().zip(&ids).enumerate() {
+                    crate::publish::send(&channel, &cfg, &token, body, id, &i.to_string()).await?;
+                }
+                Ok::<_, lapin::Error>(bodies.len())
+            })
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        while accepted + refused < n {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), replies.next())
+                .await
+                .context("no answer for 30 s: is the emulator running?")?
+                .context("the reply consumer ended")??;
+            match besked::parse_standard_retur(&delivery.data) {
+                Ok((besked::OK, _)) => accepted += 1,
+                _ => refused += 1,
+            }
+        }
+        sender.await??;
+        Ok(LoadReport {
+            messages: n,
+            accepted,
+            refused,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    })
+}

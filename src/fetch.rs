@@ -70,6 +70,9 @@ pub enum FetchError {
     },
     #[error("{0}")]
     Io(String),
+    /// The register's answer points somewhere we do not go.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 fn fejl_suffix(f: &Option<Fejl>) -> String {
@@ -203,12 +206,45 @@ impl Client {
         })
     }
 
+    /// A path of ours under `base_url`.
     fn url(&self, path: &str) -> String {
-        if path.starts_with("https://") {
-            path.to_owned()
+        format!("{}{path}", self.cfg.base_url.trim_end_matches('/'))
+    }
+
+    /// A `Href` from the register's answer, resolved with a URL parser:
+    /// a path is taken under `base_url`, an absolute URL as it is, and
+    /// either must stay on `base_url`'s origin (scheme, host, port) with no
+    /// user info: the client certificate is shown to nobody else.
+    fn href_url(&self, href: &str) -> Result<String, FetchError> {
+        let refuse = |why: &str| {
+            FetchError::Refused(format!(
+                "the reference collection's Href {:?} {why}",
+                href.chars().take(200).collect::<String>()
+            ))
+        };
+        let base = reqwest::Url::parse(&self.cfg.base_url)
+            .map_err(|e| refuse(&format!("cannot be resolved: base_url: {e}")))?;
+        let text = if href.starts_with('/') && !href.starts_with("//") {
+            self.url(href)
+        } else if href.contains("://") {
+            href.to_owned()
         } else {
-            format!("{}{path}", self.cfg.base_url.trim_end_matches('/'))
+            return Err(refuse("is neither a path nor an https URL"));
+        };
+        let url = reqwest::Url::parse(&text).map_err(|e| refuse(&format!("is not a URL: {e}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("carries user info"));
         }
+        if url.scheme() != base.scheme()
+            || url.host_str() != base.host_str()
+            || url.port_or_known_default() != base.port_or_known_default()
+        {
+            return Err(refuse(&format!(
+                "leaves the register's origin {}",
+                base.origin().ascii_serialization()
+            )));
+        }
+        Ok(url.to_string())
     }
 
     /// The deadline of a call (or of one authority's list) starting now.
@@ -296,6 +332,18 @@ impl Client {
             what: "reference collection".into(),
             source,
         })?;
+        if rc.date != date_s {
+            return Err(FetchError::Wire {
+                what: "reference collection".into(),
+                source: WireError::Entry {
+                    index: 0,
+                    message: format!(
+                        "Dato is {:?}, not the asked {date_s}",
+                        rc.date.chars().take(40).collect::<String>()
+                    ),
+                },
+            });
+        }
         if rc.kind != kind {
             return Err(FetchError::Wire {
                 what: "reference collection".into(),
@@ -353,7 +401,8 @@ impl Client {
                         if i >= n || stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp, deadline) {
+                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp, deadline)
+                        {
                             Ok(d) => results.lock().expect("lock")[i] = Some(d),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -385,7 +434,7 @@ impl Client {
         tmp: &Path,
         deadline: Instant,
     ) -> Result<wire::Delliste, FetchError> {
-        let url = self.url(&r.href);
+        let url = self.href_url(&r.href)?;
         let file = tmp.join(format!("delliste-{n}.xml"));
         let what = format!("delliste {n}");
         // The whole download is the unit of retry: a body cut short is a
@@ -419,8 +468,18 @@ impl Client {
     /// Deletes a change list that has been committed.
     pub fn delete_change_list(&self, sysid: &str, list_id: &str) -> Result<(), FetchError> {
         let url = self.url(&wire::delete_change_list_path(sysid, list_id));
+        // 404: the list is not there (a retried DELETE whose first attempt
+        // went through, or a run that crashed after its DELETE and before
+        // recording it): deleted.
         self.retrying("delete change list", self.deadline(), || {
-            self.send(|| self.http.delete(&url)).map(|_| ())
+            match self.send(|| self.http.delete(&url)) {
+                Ok(_) => Ok(()),
+                Err(FetchError::Status { status: 404, .. }) => {
+                    tracing::info!("change list already gone at the register (404): deleted");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 

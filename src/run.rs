@@ -387,9 +387,26 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Removes temp files a crashed run left behind (`.<name>.tmp.<pid>`).
+/// Removes what a crashed run left behind: downloads under `STATE/tmp/`
+/// (the lock is held, so none is in progress) and temp files
+/// (`.<name>.tmp.<pid>`) everywhere else.
 fn remove_stale_temp_files(root: &Path) -> anyhow::Result<()> {
-    for sub in ["snapshots", "outbox", "current"] {
+    let tmp = root.join("tmp");
+    match fs::remove_dir_all(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove stale {}", tmp.display()));
+        }
+    }
+    for sub in [
+        "snapshots",
+        "outbox",
+        "current",
+        "changelists",
+        "reports",
+        "taken",
+    ] {
         let dir = root.join(sub);
         let mut stack = vec![dir];
         while let Some(dir) = stack.pop() {
@@ -401,7 +418,7 @@ fn remove_stale_temp_files(root: &Path) -> anyhow::Result<()> {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if path.is_dir() {
                     stack.push(path);
-                } else if name.starts_with('.') && name.contains(".tmp.") {
+                } else if name.starts_with('.') && name.contains(".tmp.") && !writer_alive(&name) {
                     fs::remove_file(&path)
                         .with_context(|| format!("cannot remove stale {}", path.display()))?;
                 }
@@ -409,6 +426,18 @@ fn remove_stale_temp_files(root: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the process that is writing temp file `name`
+/// (`.<name>.tmp.<pid>`) is still running (a `publish` does not take the
+/// run's lock).
+fn writer_alive(name: &str) -> bool {
+    name.rsplit(".tmp.")
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
+        })
 }
 
 fn outcome(a: &Authority, date: Date, status: Status) -> Outcome {
@@ -450,6 +479,22 @@ fn commit(
     if a.list_mode == ListMode::Delta {
         // A crash between commit and delete left a committed change list.
         delete_pending_change_list(cfg, state, sources, a, current, &mut pending)?;
+        // Never fetch the next change list while a committed one is still
+        // at the Register: it could be served again, or lost from view.
+        if current.is_none_or(|c| c < date)
+            && let Ok(Some(r)) = ChangeListRecord::read(state, a.cvr)
+            && !r.deleted
+            && r.committed(current)
+        {
+            let mut o = outcome(a, date, Status::Failed);
+            o.message = Some(format!(
+                "the change list of {} is committed but not yet deleted at the register ({}); \
+                 nothing fetched for {date}: rerun",
+                r.date,
+                pending.message.as_deref().unwrap_or("delete failed")
+            ));
+            return Ok(o);
+        }
     }
     if let Some(cur) = current.filter(|&c| c >= date) {
         let mut o = pending;
@@ -567,6 +612,7 @@ fn commit(
     // 5. The pointer.
     move_pointer(state, a.cvr, date)?;
     crash::point("after-pointer");
+    let _ = fs::remove_file(taken_stamp_path(state, a.cvr, date));
 
     // 6. Only now may the register delete the change list.
     if a.list_mode == ListMode::Delta {
@@ -642,10 +688,9 @@ fn load_today(
                     })
                 });
             let _ = fs::remove_dir_all(&tmp);
-            Ok(from_list(
-                result?,
-                time::OffsetDateTime::now_utc().unix_timestamp(),
-            ))
+            let list = result?;
+            let taken_at = taken_at_stamp(state, a.cvr, date).map_err(|e| format!("{e:#}"))?;
+            Ok(from_list(list, taken_at))
         }
         Source::Oiorest => {
             let client = sources.client(cfg, a).map_err(|e| format!("{e:#}"))?;
@@ -656,7 +701,7 @@ fn load_today(
             let fetched = client
                 .fetch_list(&a.register_sysid, date, kind, &tmp)
                 .map_err(|e| format!("register: {e}"))?;
-            let taken_at = time::OffsetDateTime::now_utc().unix_timestamp();
+            let taken_at = taken_at_stamp(state, a.cvr, date).map_err(|e| format!("{e:#}"))?;
             if kind == wire::ListKind::Full {
                 return Ok(Loaded {
                     n_rows: fetched.n_entries,
@@ -669,9 +714,15 @@ fn load_today(
             }
             let empty = KeySet::default();
             let prev = previous.map_or(&empty, |p| &p.keys);
+            // A change list counts as applied only once the date it was
+            // fetched for is committed (the current pointer reached it): a
+            // list fetched by a run that crashed, failed or was quarantined
+            // before its commit is applied afresh when the Register serves
+            // it again.
+            let current = previous.map(|p| p.meta.date);
             let applied = ChangeListRecord::read(state, a.cvr)
                 .map_err(|e| format!("{e:#}"))?
-                .is_some_and(|r| r.list_id == fetched.list_id);
+                .is_some_and(|r| r.list_id == fetched.list_id && r.committed(current));
             let (keys, anomalies) = if applied {
                 tracing::warn!(authority_cvr = %cvr(a.cvr), "the register sent a change list that was already applied: nothing emitted for it");
                 (prev.clone(), 0)
@@ -690,6 +741,36 @@ fn load_today(
     }
 }
 
+/// When (authority, date)'s list was first taken from the network:
+/// `STATE/taken/<cvr>/<date>`, written once (atomically) and reused by a
+/// rerun after a crash, so that its snapshot and batch are byte-identical
+/// to the first attempt's. Removed once the date is committed.
+fn taken_at_stamp(state: &State, authority: u32, date: Date) -> anyhow::Result<i64> {
+    let path = taken_stamp_path(state, authority, date);
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: not a time stamp", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            fsutil::create_dir_all(path.parent().expect("dir"))
+                .and_then(|()| fsutil::write_atomic(&path, format!("{now}\n").as_bytes()))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(now)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn taken_stamp_path(state: &State, authority: u32, date: Date) -> PathBuf {
+    state
+        .root
+        .join("taken")
+        .join(cvr(authority))
+        .join(date.to_string())
+}
+
 /// The change list last applied for an authority: `STATE/changelists/<cvr>`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct ChangeListRecord {
@@ -699,6 +780,12 @@ struct ChangeListRecord {
 }
 
 impl ChangeListRecord {
+    /// Whether the date it was fetched for is committed, given the
+    /// authority's current snapshot date.
+    fn committed(&self, current: Option<Date>) -> bool {
+        current.is_some_and(|c| crate::cli::parse_date(&self.date).is_ok_and(|d| d <= c))
+    }
+
     fn path(state: &State, authority: u32) -> PathBuf {
         state.root.join("changelists").join(cvr(authority))
     }
@@ -743,9 +830,7 @@ fn delete_pending_change_list(
             return Ok(());
         }
     };
-    let committed =
-        current.is_some_and(|c| crate::cli::parse_date(&record.date).is_ok_and(|d| d <= c));
-    if !committed {
+    if !record.committed(current) {
         return Ok(());
     }
     let result = sources
@@ -837,5 +922,6 @@ fn recover(
     o.message = Some("finished a commit an earlier run left before its pointer".into());
     move_pointer(state, a.cvr, date)?;
     crash::point("after-pointer");
+    let _ = fs::remove_file(taken_stamp_path(state, a.cvr, date));
     Ok(o)
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::run::Setup;
 use crate::{Server, assert_code, run, stdout};
 
-const NEMSMS_TYPE: &str = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c";
-const ALIVE_TYPE: &str = "f7e84a06-c47e-42e8-a864-fb4095d7f520";
+pub const NEMSMS_TYPE: &str = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c";
+pub const ALIVE_TYPE: &str = "f7e84a06-c47e-42e8-a864-fb4095d7f520";
 
 fn amqp_url() -> String {
     std::env::var("NEMSMS_DIFF_AMQP_URL").expect(
@@ -22,24 +22,24 @@ fn amqp_url() -> String {
 }
 
 /// Names no other test uses on the shared broker.
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A committed two-day run with a [beskedfordeler] section.
-struct Flow {
-    setup: Setup,
-    url: String,
-    exchange: String,
-    dueslag: String,
+pub struct Flow {
+    pub setup: Setup,
+    pub url: String,
+    pub exchange: String,
+    pub dueslag: String,
 }
 
 impl Flow {
-    fn new(authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
+    pub fn new(authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
         Self::with_url(amqp_url(), authorities, keys, churn, extra)
     }
 
-    fn with_url(url: String, authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
+    pub fn with_url(url: String, authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
         let setup = Setup::new(authorities, keys, 2, churn);
         assert_code(&setup.run(&["--date", "2026-01-01"]), 0);
         assert_code(&setup.run(&["--date", "2026-01-02"]), 0);
@@ -58,11 +58,11 @@ impl Flow {
         flow
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.setup.path()
     }
 
-    fn emulator(&self, faults: &[&str]) -> Server {
+    pub fn emulator(&self, faults: &[&str]) -> Server {
         let sub = format!("{}={NEMSMS_TYPE}", self.dueslag);
         let mut args = vec![
             "simulate",
@@ -78,12 +78,12 @@ impl Flow {
         Server::start(self.path(), &args)
     }
 
-    fn publish(&self) -> std::process::Output {
+    pub fn publish(&self) -> std::process::Output {
         run(self.path(), &["publish", "--config", "config.toml"])
     }
 
     /// The BeskedIds of every event in the outbox.
-    fn outbox_ids(&self) -> BTreeSet<String> {
+    pub fn outbox_ids(&self) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
         let list = stdout(&run(
             self.path(),
@@ -118,7 +118,7 @@ impl Flow {
     }
 
     /// Every BeskedId that reached the dueslag (duplicates kept).
-    fn delivered(&self) -> Vec<String> {
+    pub fn delivered(&self) -> Vec<String> {
         let out = run(
             self.path(),
             &[
@@ -238,7 +238,7 @@ fn token_expiry_and_dropped_replies_lose_nothing() {
 }
 
 /// Every expected BeskedId was delivered, and nothing else.
-fn assert_same(delivered: BTreeSet<String>, expected: &BTreeSet<String>) {
+pub fn assert_same(delivered: BTreeSet<String>, expected: &BTreeSet<String>) {
     let missing: Vec<_> = expected.difference(&delivered).take(5).collect();
     let extra: Vec<_> = delivered.difference(expected).take(5).collect();
     assert!(
@@ -350,7 +350,7 @@ fn broker_restart_mid_publish_loses_nothing() {
     assert_same(flow.delivered().into_iter().collect(), &expected);
 }
 
-struct StopBroker(std::path::PathBuf, std::path::PathBuf);
+pub struct StopBroker(std::path::PathBuf, std::path::PathBuf);
 
 impl Drop for StopBroker {
     fn drop(&mut self) {
@@ -586,7 +586,7 @@ fn run_publishes_after_an_alive_check_when_configured() {
 
 /// A private broker; with `tls`, also AMQPS with client certificates and
 /// SASL EXTERNAL on virtual host BF. Returns its `export` lines.
-fn private_broker(dir: &Path, tls: Option<&Path>) -> (StopBroker, String) {
+pub fn private_broker(dir: &Path, tls: Option<&Path>) -> (StopBroker, String) {
     let rabbit = dir.join("rabbitmq");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     let mut cmd = Command::new(script.join("start-rabbitmq.sh"));
@@ -606,7 +606,7 @@ fn private_broker(dir: &Path, tls: Option<&Path>) -> (StopBroker, String) {
     )
 }
 
-fn export(exports: &str, name: &str) -> String {
+pub fn export(exports: &str, name: &str) -> String {
     exports
         .lines()
         .find_map(|l| {

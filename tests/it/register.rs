@@ -62,7 +62,7 @@ impl Register {
 }
 
 /// The events of every batch of `date` as `haendelse;type;nummer` rows.
-fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
+pub fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
     let out = run(
         dir,
         &[
@@ -407,4 +407,82 @@ fn csv_lists_over_https() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Change lists survive every crash point, with several authorities in
+/// flight when the abort comes, and a quarantine: the rerun (or the
+/// release) emits exactly the lists' changes, and each change list is
+/// deleted at the Register only after its commit.
+#[test]
+fn change_lists_survive_crashes_and_quarantine() {
+    for point in [
+        "after-snapshot",
+        "mid-outbox-write",
+        "after-outbox-before-pointer",
+        "after-pointer",
+    ] {
+        let r = Register::start(4, 80_000, 2, "delta", &[]);
+        assert_code(&r.setup.run(&["--date", "2026-01-01"]), 0);
+        let deletes = r.recorded().matches("\"DELETE\"").count();
+        let crashed = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+            .args(["run", "--config", "config.toml", "--date", "2026-01-02"])
+            .current_dir(r.path())
+            .env("NEMSMS_DIFF_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{point}: the crash point fired");
+        let deleted_before_commit = r.recorded().matches("\"DELETE\"").count() - deletes;
+        let committed = fs::read_dir(r.path().join("state/current"))
+            .unwrap()
+            .filter(|e| {
+                fs::read_to_string(e.as_ref().unwrap().path())
+                    .unwrap()
+                    .starts_with("2026-01-02")
+            })
+            .count();
+        assert!(
+            deleted_before_commit <= committed,
+            "{point}: {deleted_before_commit} change lists deleted, {committed} committed"
+        );
+        let out = r.setup.run(&["--date", "2026-01-02"]);
+        assert_code(&out, 0);
+        for a in &r.setup.authorities {
+            let rows = batch_rows(r.path(), a, "2026-01-02");
+            assert!(!rows.is_empty(), "{point}: {a} has events");
+            assert_eq!(
+                rows,
+                file_diff(r.path(), a, "2026-01-01", "2026-01-02"),
+                "{point}: authority {a}"
+            );
+        }
+        assert_eq!(
+            r.recorded().matches("\"DELETE\"").count(),
+            deletes + 4,
+            "{point}: every day-2 change list deleted once committed"
+        );
+    }
+
+    // Quarantined: not deleted at the Register; released: its events.
+    let r = Register::start(1, 20_000, 2, "delta", &[]);
+    let a = r.setup.authorities[0].clone();
+    assert_code(&r.setup.run(&["--date", "2026-01-01"]), 0);
+    let mut config = fs::read_to_string(r.path().join("config.toml")).unwrap();
+    config.push_str("\n[guard]\nmax_changed_share = 0.0001\n");
+    fs::write(r.path().join("config.toml"), config).unwrap();
+    let out = r.setup.run(&["--date", "2026-01-02"]);
+    assert_code(&out, 3);
+    assert!(stdout(&out).contains("quarantined"), "{}", stdout(&out));
+    assert_eq!(
+        r.recorded().matches("\"DELETE\"").count(),
+        1,
+        "a quarantined change list stays at the Register"
+    );
+    let out = r
+        .setup
+        .run(&["--date", "2026-01-02", "--accept-mass-change", &a]);
+    assert_code(&out, 0);
+    let rows = batch_rows(r.path(), &a, "2026-01-02");
+    assert!(!rows.is_empty());
+    assert_eq!(rows, file_diff(r.path(), &a, "2026-01-01", "2026-01-02"));
+    assert_eq!(r.recorded().matches("\"DELETE\"").count(), 2);
 }
