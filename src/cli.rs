@@ -303,6 +303,10 @@ pub struct RegisterSimArgs {
     /// Seed of the fault injection.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Start as if every change list through this day had been deleted
+    /// (a Register restarted mid-history).
+    #[arg(long, value_parser = parse_date)]
+    pub consumed_through: Option<Date>,
 }
 
 #[derive(Debug, Args)]
@@ -685,6 +689,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 deny: a.deny,
                 record: a.record,
                 seed: a.seed,
+                consumed_through: a.consumed_through,
             })?;
             Ok(exit::OK)
         }

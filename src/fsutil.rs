@@ -31,8 +31,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
+        crate::crash::step("temp file written");
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        crate::crash::step("renamed");
+        sync_dir(dir)?;
+        crate::crash::step("directory synced");
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -71,7 +75,11 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
         create_dir_all(p)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent(dir)),
+        Ok(()) => {
+            sync_dir(parent(dir))?;
+            crate::crash::step("directory created");
+            Ok(())
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

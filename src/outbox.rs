@@ -178,6 +178,7 @@ pub fn write_batch(
             if n == total / 2 + 1 {
                 encoder.flush()?;
                 crash::point("mid-outbox-write");
+                crash::step("batch half written");
             }
         }
         let hashing = encoder.finish()?;
@@ -195,8 +196,11 @@ pub fn write_batch(
         file.write_all(&encode_header(&header))?;
         file.sync_all()?;
         drop(file);
+        crash::step("batch temp file written");
         fs::rename(&tmp, path)?;
+        crash::step("batch renamed");
         fsutil::sync_dir(dir)?;
+        crash::step("directory synced");
         Ok(header)
     })();
     if result.is_err() {

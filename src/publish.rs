@@ -413,6 +413,7 @@ async fn publish_batch(
                         if !confirmed[local] {
                             confirmed[local] = true;
                             outcome.published += 1;
+                            crate::crash::step("event confirmed by Beskedfordeler");
                         }
                         while cursor < n_events && confirmed[(cursor - start) as usize] {
                             cursor += 1;

@@ -753,7 +753,7 @@ fn taken_at_stamp(state: &State, authority: u32, date: Date) -> anyhow::Result<i
             .parse()
             .with_context(|| format!("{}: not a time stamp", path.display())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = fetch::now().timestamp().as_second();
             fsutil::create_dir_all(path.parent().expect("dir"))
                 .and_then(|()| fsutil::write_atomic(&path, format!("{now}\n").as_bytes()))
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -840,6 +840,9 @@ fn delete_pending_change_list(
             c.delete_change_list(&a.register_sysid, &record.list_id)
                 .map_err(|e| e.to_string())
         });
+    if result.is_ok() {
+        crash::step("change list deleted at the register");
+    }
     match result {
         Ok(()) => ChangeListRecord {
             deleted: true,

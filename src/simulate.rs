@@ -55,6 +55,9 @@ pub struct RegisterOptions {
     /// Append every PUT and DELETE as a JSON line to this file.
     pub record: Option<PathBuf>,
     pub seed: u64,
+    /// Start as if every authority's change lists through this day had
+    /// been deleted (a restarted Register keeps that state).
+    pub consumed_through: Option<Date>,
 }
 
 #[derive(Clone)]
@@ -442,12 +445,16 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&opts.cert, &opts.key, opts.client_ca.as_deref())?;
     let sysids = sysid_map(opts.config.as_deref(), &opts.data)?;
     let record = open_record(opts.record.as_deref())?;
+    let consumed = opts
+        .consumed_through
+        .map(|d| sysids.values().map(|&cvr| (cvr, d)).collect())
+        .unwrap_or_default();
     let sim = Arc::new(Sim {
         rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed)),
         opts,
         sysids,
         lists: Mutex::default(),
-        consumed: Mutex::default(),
+        consumed: Mutex::new(consumed),
         served: Mutex::default(),
         record: Mutex::new(record),
     });

@@ -2,6 +2,7 @@
 
 mod bfo;
 mod cli;
+mod crash;
 mod faults;
 mod register;
 mod run;
