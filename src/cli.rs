@@ -307,6 +307,9 @@ pub struct RegisterSimArgs {
     /// (a Register restarted mid-history).
     #[arg(long, value_parser = parse_date)]
     pub consumed_through: Option<Date>,
+    /// A hostile register: answers crafted to attack the client.
+    #[arg(long, value_enum)]
+    pub hostile: Option<crate::simulate::Hostile>,
 }
 
 #[derive(Debug, Args)]
@@ -690,6 +693,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 record: a.record,
                 seed: a.seed,
                 consumed_through: a.consumed_through,
+                hostile: a.hostile,
             })?;
             Ok(exit::OK)
         }

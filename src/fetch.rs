@@ -116,6 +116,8 @@ pub struct FetchedList {
 
 /// Most bytes one download (a delliste, a CSV list) may have.
 pub const MAX_DOWNLOAD: u64 = 4 << 30;
+/// Most bytes one delliste entry may take on the wire.
+const MAX_ENTRY_BYTES: u64 = 512;
 /// Most bytes a reference collection or an error body may have.
 const MAX_SMALL_BODY: u64 = 16 << 20;
 
@@ -350,7 +352,11 @@ impl Client {
                 source: WireError::Missing("ListeType matching the configured list mode"),
             });
         }
-        let declared: u64 = rc.references.iter().map(|r| r.count).sum();
+        let declared = rc
+            .references
+            .iter()
+            .try_fold(0u64, |sum, r| sum.checked_add(r.count))
+            .unwrap_or(u64::MAX);
         if declared != rc.total {
             return Err(FetchError::CountMismatch {
                 what: "the reference collection".into(),
@@ -439,11 +445,18 @@ impl Client {
         let what = format!("delliste {n}");
         // The whole download is the unit of retry: a body cut short is a
         // transport error and is fetched again from the start.
+        // No entry takes more than a few hundred bytes: a body far larger
+        // than its declared count (or never ending) is cut off early.
+        let cap = r
+            .count
+            .saturating_mul(MAX_ENTRY_BYTES)
+            .saturating_add(1 << 20)
+            .min(MAX_DOWNLOAD);
         self.retrying(&what, deadline, || {
             let mut resp = self.send(|| self.http.get(&url))?;
             let mut out = std::fs::File::create(&file)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
-            copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
+            copy_capped(&mut resp, &mut out, cap, &what)?;
             Ok(())
         })?;
         let reader = std::fs::File::open(&file)

@@ -39,6 +39,9 @@ use crate::{crash, fsutil, keys};
 pub const MAGIC: &[u8; 8] = b"NEMSOUTB";
 /// The batch format version.
 pub const VERSION: u16 = 1;
+/// The longest event a batch may hold (ours are about 2 KB): a corrupt
+/// length never allocates more.
+const MAX_ENVELOPE: usize = 1 << 20;
 const HEADER_LEN: usize = 72;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -316,7 +319,11 @@ impl Iterator for Envelopes {
             .decoder
             .read_exact(&mut len)
             .and_then(|()| {
-                let mut env = vec![0u8; u32::from_le_bytes(len) as usize];
+                let len = u32::from_le_bytes(len) as usize;
+                if len > MAX_ENVELOPE {
+                    return Err(io::Error::other("an event longer than the limit"));
+                }
+                let mut env = vec![0u8; len];
                 self.decoder.read_exact(&mut env).map(|()| env)
             })
             .map_err(|_| corrupt(&self.path, "payload ends before its last event"));

@@ -58,6 +58,27 @@ pub struct RegisterOptions {
     /// Start as if every authority's change lists through this day had
     /// been deleted (a restarted Register keeps that state).
     pub consumed_through: Option<Date>,
+    /// A hostile register: answers crafted to attack the client.
+    pub hostile: Option<Hostile>,
+}
+
+/// The hostile register's attacks (`--hostile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hostile {
+    /// Hrefs to another host (absolute https URLs).
+    HrefOtherHost,
+    /// Hrefs that glue user info onto the base URL (`@other-host/…`).
+    HrefUserinfo,
+    /// A DOCTYPE with an entity in the reference collection.
+    Doctype,
+    /// Dellister nested 100,000 elements deep.
+    Deep,
+    /// A 1.5 MiB text node in every delliste.
+    HugeText,
+    /// Declared counts far beyond the bodies.
+    CountBeyond,
+    /// Delliste bodies that never end.
+    Endless,
 }
 
 #[derive(Clone)]
@@ -140,6 +161,26 @@ impl hyper::body::Body for Truncated {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.declared)
+    }
+}
+
+/// A body that never ends: valid entries, forever.
+struct Endless {
+    start: Option<Bytes>,
+}
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let chunk = self.start.take().unwrap_or_else(|| {
+            Bytes::from(b"<Slutbruger><CPR>0101901234</CPR></Slutbruger>".repeat(1000))
+        });
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
     }
 }
 
@@ -328,20 +369,45 @@ impl Sim {
             first.count += 1;
             total += 1;
         }
+        match self.opts.hostile {
+            Some(Hostile::HrefOtherHost) => {
+                for r in &mut references {
+                    r.href = format!("https://localhost:1{}", r.href);
+                }
+            }
+            Some(Hostile::HrefUserinfo) => {
+                for r in &mut references {
+                    r.href = format!("@localhost:1{}", r.href);
+                }
+            }
+            Some(Hostile::CountBeyond) => {
+                for r in &mut references {
+                    r.count = 1 << 40;
+                }
+                total = (1u64 << 40) * references.len() as u64;
+            }
+            _ => {}
+        }
         self.served
             .lock()
             .expect("lock")
             .insert(id.clone(), Arc::new(Served { cvr, date, data }));
-        respond(
-            StatusCode::OK,
-            wire::write_references(&wire::ReferenceCollection {
-                list_id: id,
-                kind,
-                date: date.to_string(),
-                total,
-                references,
-            }),
-        )
+        let body = wire::write_references(&wire::ReferenceCollection {
+            list_id: id,
+            kind,
+            date: date.to_string(),
+            total,
+            references,
+        });
+        if self.opts.hostile == Some(Hostile::Doctype) {
+            let body = body.replacen(
+                "<SlutbrugerSamlingReferenceSamling",
+                "<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>\n<SlutbrugerSamlingReferenceSamling",
+                1,
+            );
+            return respond(StatusCode::OK, body);
+        }
+        respond(StatusCode::OK, body)
     }
 
     fn delliste(&self, cvr: u32, id: &str, n: &str) -> Resp {
@@ -360,6 +426,26 @@ impl Sim {
             return fejl(StatusCode::NOT_FOUND, "4043", "unknown delliste");
         }
         let to = (from + size).min(served.data.len());
+        match self.opts.hostile {
+            Some(Hostile::Deep) => {
+                let mut out = wire::delliste_start().into_bytes();
+                out.extend(std::iter::repeat_n(b"<Slutbruger>".as_slice(), 100_000).flatten());
+                return respond(StatusCode::OK, out);
+            }
+            Some(Hostile::HugeText) => {
+                let mut out = wire::delliste_start().into_bytes();
+                out.extend_from_slice(b"<Slutbruger><CPR>");
+                out.resize(out.len() + (3 << 19), b'1');
+                out.extend_from_slice(b"</CPR></Slutbruger>");
+                out.extend_from_slice(wire::DELLISTE_END.as_bytes());
+                return respond(StatusCode::OK, out);
+            }
+            Some(Hostile::Endless) => {
+                let start = Bytes::from(wire::delliste_start().into_bytes());
+                return Response::new(Endless { start: Some(start) }.boxed());
+            }
+            _ => {}
+        }
         let mut out = wire::delliste_start().into_bytes();
         out.reserve((to - from) * 48);
         served.data.write(from, to, &mut out);

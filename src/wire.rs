@@ -225,8 +225,55 @@ fn walk<R: BufRead>(
     }
 }
 
-fn reader<R: BufRead>(r: R) -> Reader<R> {
-    let mut reader = Reader::from_reader(r);
+/// Most bytes between two `<`: no text node (or tag) of the Register's
+/// answers holds more, so no answer makes the parser hold more.
+pub const MAX_RUN: usize = 1 << 20;
+
+/// A reader that fails once more than [`MAX_RUN`] bytes pass without a `<`.
+struct Bounded<R> {
+    inner: R,
+    run: usize,
+}
+
+impl<R: BufRead> std::io::Read for Bounded<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Bounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.run > MAX_RUN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a text node or tag longer than {MAX_RUN} bytes"),
+            ));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        // The bytes consumed are still in the inner buffer: no I/O here.
+        if let Ok(buf) = self.inner.fill_buf() {
+            let done = &buf[..amt.min(buf.len())];
+            self.run = match memchr::memrchr(b'<', done) {
+                Some(i) => done.len() - i - 1,
+                None => self.run + done.len(),
+            };
+        }
+        self.inner.consume(amt);
+    }
+}
+
+fn reader<R: BufRead>(r: R) -> Reader<Bounded<R>> {
+    let mut reader = Reader::from_reader(Bounded { inner: r, run: 0 });
     reader.config_mut().check_end_names = true;
     reader
 }

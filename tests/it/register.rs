@@ -486,3 +486,52 @@ fn change_lists_survive_crashes_and_quarantine() {
     assert_eq!(rows, file_diff(r.path(), &a, "2026-01-01", "2026-01-02"));
     assert_eq!(r.recorded().matches("\"DELETE\"").count(), 2);
 }
+
+/// A hostile register: every attack is refused with a clear error, nothing
+/// is committed or emitted, and the client's memory stays bounded.
+#[test]
+fn hostile_register_answers_are_refused() {
+    for (mode, reason) in [
+        ("href-other-host", "leaves the register's origin"),
+        ("href-userinfo", "is neither a path nor an https URL"),
+        ("doctype", "DOCTYPE is not allowed"),
+        ("deep", "nested deeper"),
+        ("huge-text", "a text node or tag longer than 1048576 bytes"),
+        ("count-beyond", "declares 1099511627776 entries"),
+        ("endless", "larger than the limit"),
+    ] {
+        let r = Register::start(2, 10_000, 1, "full", &["--hostile", mode]);
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "max-rss-kb %M", env!("CARGO_BIN_EXE_nemsms-diff")])
+            .args(["run", "--config", "config.toml", "--date", "2026-01-01"])
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        assert_code(&out, 3);
+        let table = stdout(&out);
+        for a in &r.setup.authorities {
+            let line = table.lines().find(|l| l.starts_with(a.as_str())).unwrap();
+            assert!(
+                line.contains("failed") && line.contains(reason),
+                "{mode}: {line}"
+            );
+        }
+        assert!(
+            !r.path().join("state/current").exists()
+                || fs::read_dir(r.path().join("state/current"))
+                    .unwrap()
+                    .count()
+                    == 0,
+            "{mode}: nothing committed"
+        );
+        assert!(!r.path().join("state/outbox").exists(), "{mode}: no batch");
+        let rss_kb: u64 = stderr(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("max-rss-kb "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(rss_kb < 150_000, "{mode}: {rss_kb} KB resident");
+    }
+}

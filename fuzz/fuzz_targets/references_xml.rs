@@ -1,0 +1,5 @@
+//! The Register's reference collection (SlutbrugerSamlingReferenceSamling).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = nemsms_diff::wire::parse_references(data);
+});
