@@ -3,6 +3,7 @@
 mod bfo;
 mod cli;
 mod crash;
+mod disk;
 mod faults;
 mod register;
 mod run;
