@@ -121,7 +121,11 @@ check() {
 
 fresh
 start=$(date +%s%N)
-job >/dev/null 2>&1
+# The release binary has no crash points: armed, it must still complete.
+if ! NEMSMS_DIFF_CRASH_AT=step:1 job >/dev/null 2>&1; then
+    echo "FAIL: the release binary reacted to NEMSMS_DIFF_CRASH_AT (or the reference run failed)" >&2
+    exit 1
+fi
 full=$(awk -v ns=$(($(date +%s%N) - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')
 duplicates=0
 if [[ $MODE == publish ]]; then

@@ -1,4 +1,5 @@
-//! Crash points for crash-safety tests.
+//! Crash points for crash-safety tests; compiled in only with the
+//! `crash-points` feature (the tests' build), never in production binaries.
 //!
 //! When the environment variable `NEMSMS_DIFF_CRASH_AT` is set, the process
 //! aborts (as a power cut would stop it: no destructors, no flushing) right
@@ -47,8 +48,12 @@ fn armed() -> Option<&'static Armed> {
 
 static STEPS: AtomicU64 = AtomicU64::new(0);
 
-/// Aborts the process if `name` is the armed crash point.
+/// Aborts the process if `name` is the armed crash point (only in builds
+/// with the `crash-points` feature, which `cargo test` turns on).
 pub fn point(name: &str) {
+    if !cfg!(feature = "crash-points") {
+        return;
+    }
     if let Some(Armed::Name(n)) = armed()
         && n == name
     {
@@ -57,8 +62,12 @@ pub fn point(name: &str) {
     }
 }
 
-/// Counts one durable side effect; aborts if it is the armed step.
+/// Counts one durable side effect; aborts if it is the armed step (only in
+/// builds with the `crash-points` feature).
 pub fn step(what: &str) {
+    if !cfg!(feature = "crash-points") {
+        return;
+    }
     if let Some(Armed::Step(armed)) = armed() {
         let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == *armed {

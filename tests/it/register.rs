@@ -269,6 +269,19 @@ fn service_window_is_respected() {
         "{table}"
     );
     assert!(!r.path().join("state/current").exists());
+    // The time zone data is bundled: a host without zoneinfo sees the same
+    // Danish window.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+        .args(["run", "--config", "config.toml", "--date", "2026-01-01"])
+        .current_dir(r.path())
+        .env("NEMSMS_DIFF_NOW", "2026-11-29T00:00:00Z")
+        .env("TZDIR", empty.path())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("service window"));
     // Outside the window the same run goes through.
     let out = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
         .args(["run", "--config", "config.toml", "--date", "2026-01-01"])
