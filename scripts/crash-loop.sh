@@ -36,7 +36,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-export NEMSMS_DIFF_NOW=2026-01-04T02:00:00Z
+export NEMSMS_DIFF_NOW=2026-01-05T10:00:00Z  # a Monday: outside the service window
 
 days=2
 [[ $MODE == delta ]] && days=3
@@ -54,7 +54,12 @@ start_sim() {
     url=$(grep -o 'https://[0-9.:]*' "$WORK/sim.out")
     sed -i "s|^base_url = .*|base_url = \"$url\"|" "$WORK/config.toml"
 }
-stop_sim() { kill "$SIM_PID" 2>/dev/null; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=; }
+stop_sim() {
+    [[ -n "$SIM_PID" ]] || return 0
+    kill "$SIM_PID" 2>/dev/null || true
+    wait "$SIM_PID" 2>/dev/null || true
+    SIM_PID=
+}
 
 case $MODE in
 files)
