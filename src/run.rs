@@ -497,6 +497,8 @@ fn commit(
         }
     }
     if let Some(cur) = current.filter(|&c| c >= date) {
+        // A run stopped between the pointer and the stamp's removal.
+        let _ = fs::remove_file(taken_stamp_path(state, a.cvr, date));
         let mut o = pending;
         o.message = Some(o.message.map_or(
             format!("already committed (current snapshot is {cur})"),
