@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): formatting, lints, unit and
-# integration tests, each benchmark once with its assertions, and a smoke run
-# of the national benchmark script.
+# integration tests (as root: the disk tests mount a tmpfs), each benchmark
+# once with its assertions, and smoke runs of the benchmark and crash-loop
+# scripts. One round of the network-fault tests runs inside `cargo test`;
+# scripts/faults.sh runs five.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,8 +36,10 @@ echo "== national benchmark, smoke"
 scripts/bench-national.sh --smoke
 echo "== publish benchmark, smoke"
 scripts/bench-publish.sh --smoke
-echo "== crash loop, smoke"
+echo "== crash loops, smoke (files, change lists over OIOREST, publish)"
 scripts/crash-loop.sh --smoke
+MODE=delta scripts/crash-loop.sh --smoke
+MODE=publish scripts/crash-loop.sh --smoke
 # One closing line with the totals of every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "== all checks passed\ntests: %d passed, %d failed\n", p, f }' "$log"
