@@ -271,26 +271,19 @@ async fn publish_batch(
         // (Re)connect when needed, with capped, jittered backoff; a new
         // connection gets a fresh token (a cached one while it is valid).
         if token.is_empty() || link_slot.is_none() {
-            let got = tokio::time::timeout(outage.attempt_limit(cfg), tokens.get(authority)).await;
+            let got = tokio::time::timeout(outage.attempt_limit(cfg), tokens.get(authority))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("the token service did not answer in time"))
+                });
             match got {
-                Ok(Ok(t)) => token = t,
-                Ok(Err(e)) => {
+                Ok(t) => token = t,
+                Err(e) => {
                     let e = format!("no token: {e:#}");
                     match outage.failed(&e, cfg.max_backoff) {
                         Some(delay) => tokio::time::sleep(delay).await,
                         None => {
                             outcome.fail_incomplete(&outage, &e);
-                            break 'outer;
-                        }
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    let e = "no token: the token service did not answer in time";
-                    match outage.failed(e, cfg.max_backoff) {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => {
-                            outcome.fail_incomplete(&outage, e);
                             break 'outer;
                         }
                     }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::bfo::{Flow, assert_same};
+use crate::register::simulator;
 use crate::run::{Setup, copy_dir, state_files};
 use crate::{Server, assert_code, stderr};
 
@@ -36,19 +37,9 @@ fn committed(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// A register simulator over `dir/lists` whose change lists through day 1
 /// are already deleted, and the config pointed at it.
 fn register(dir: &Path, mode: &str) -> Server {
-    let server = Server::start(
+    let server = simulator(
         dir,
         &[
-            "simulate",
-            "register",
-            "--data",
-            "lists",
-            "--cert",
-            "certs/server.pem",
-            "--key",
-            "certs/server-key.pem",
-            "--client-ca",
-            "certs/ca.pem",
             "--record",
             "record.jsonl",
             "--delliste-size",

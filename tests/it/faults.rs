@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bfo::{ALIVE_TYPE, Flow, StopBroker, assert_same, export, private_broker, unique};
-use crate::register::batch_rows;
+use crate::register::{batch_rows, simulator};
 use crate::run::Setup;
 use crate::{Server, assert_code, run, stderr, stdout};
 
@@ -204,23 +204,7 @@ impl CutRegister {
     fn start(setup: Setup, mode: &str, seed: usize) -> CutRegister {
         let d = setup.path().to_owned();
         assert_code(&run(&d, &["simulate", "certs", "--out", "certs"]), 0);
-        let register = Server::start(
-            &d,
-            &[
-                "simulate",
-                "register",
-                "--data",
-                "lists",
-                "--cert",
-                "certs/server.pem",
-                "--key",
-                "certs/server-key.pem",
-                "--client-ca",
-                "certs/ca.pem",
-                "--delliste-size",
-                &DELLISTE.to_string(),
-            ],
-        );
+        let register = simulator(&d, &["--delliste-size", &DELLISTE.to_string()]);
         let upstream = register.url().trim_start_matches("https://").to_owned();
         let delliste_bytes = DELLISTE * 46;
         let cut = format!("{}-{}", 3 * delliste_bytes, 8 * delliste_bytes);

@@ -14,29 +14,33 @@ struct Register {
     server: Server,
 }
 
+/// The register simulator over `dir/lists`, with the certificates of
+/// `dir/certs` (client certificates required), and `extra` arguments.
+pub fn simulator(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "simulate",
+        "register",
+        "--data",
+        "lists",
+        "--cert",
+        "certs/server.pem",
+        "--key",
+        "certs/server-key.pem",
+        "--client-ca",
+        "certs/ca.pem",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(dir, &args)
+}
+
 impl Register {
     fn start(authorities: usize, keys: u64, days: u32, mode: &str, faults: &[&str]) -> Register {
         let setup = Setup::new(authorities, keys, days, 0.01);
         let d = setup.path();
         assert_code(&run(d, &["simulate", "certs", "--out", "certs"]), 0);
-        let mut args = vec![
-            "simulate",
-            "register",
-            "--data",
-            "lists",
-            "--cert",
-            "certs/server.pem",
-            "--key",
-            "certs/server-key.pem",
-            "--client-ca",
-            "certs/ca.pem",
-            "--record",
-            "record.jsonl",
-            "--delliste-size",
-            "2000",
-        ];
+        let mut args = vec!["--record", "record.jsonl", "--delliste-size", "2000"];
         args.extend_from_slice(faults);
-        let server = Server::start(d, &args);
+        let server = simulator(d, &args);
         let r = Register { setup, server };
         r.write_config(mode, "certs/client.pem", "certs/client-key.pem");
         r
