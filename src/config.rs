@@ -645,6 +645,43 @@ register_sysid = "1234"
     }
 
     #[test]
+    fn the_example_config_parses_with_the_documented_defaults() {
+        let cfg = Config::parse(
+            include_str!("../fixtures/config.example.toml"),
+            Path::new("/etc/nemsms-diff/config.toml"),
+        )
+        .unwrap();
+        assert!(!cfg.authorities.is_empty());
+        // Uncommented, the Beskedfordeler section gets the 10-minute deadline.
+        let text = include_str!("../fixtures/config.example.toml")
+            .replace("# [beskedfordeler]", "[beskedfordeler]")
+            .replace("# url = \"amqps", "url = \"amqps")
+            .replace("# ca_cert = \"certs/bf-ca.pem\"", "ca_cert = \"certs/bf-ca.pem\"\ntoken = \"t\"")
+            .replace("# client_cert = \"certs/foces.pem\"\n# client_key = \"certs/foces-key.pem\"\n# outage", "client_cert = \"certs/foces.pem\"\nclient_key = \"certs/foces-key.pem\"\n# outage");
+        let cfg = Config::parse(&text, Path::new("/etc/nemsms-diff/config.toml")).unwrap();
+        let b = cfg.beskedfordeler.unwrap();
+        assert_eq!(b.outage_deadline, std::time::Duration::from_secs(600));
+        assert!(
+            Config::parse(
+                &text.replace("# outage_deadline = \"10m\"", "outage_deadline = \"soon\""),
+                Path::new("/etc/c.toml")
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("outage_deadline")
+        );
+        assert!(
+            Config::parse(
+                &text.replace("# outage_deadline = \"10m\"", "max_failures = 5"),
+                Path::new("/etc/c.toml")
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("replaced by outage_deadline")
+        );
+    }
+
+    #[test]
     fn parses_and_resolves_relative_paths() {
         let c = Config::parse(GOOD, Path::new("/etc/nemsms/config.toml")).unwrap();
         assert_eq!(c.state_dir, Path::new("/etc/nemsms/state"));
