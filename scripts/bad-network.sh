@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad networks, end to end: the Register simulator and the RabbitMQ broker
 # behind the fault proxy (`nemsms-diff simulate proxy`; this kernel has no
-# tc netem), with 20 ms latency each way, connections cut after a random
+# tc netem), with 20 ms latency each way, 200 Mbit/s per connection,
+# connections cut after a random
 # number of bytes, and the link taken down for a few seconds in the middle
 # of the download and in the middle of the publish. The national day-2 run
 # over OIOREST (change lists) and its publish must complete, or fail
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 KEYS=${KEYS:-6000000}
 LATENCY_MS=${LATENCY_MS:-20}
 DOWN_SECS=${DOWN_SECS:-4}
+RATE_KBIT=${RATE_KBIT:-200000}   # 200 Mbit/s per connection, each way
 
 cargo build --release --quiet
 BIN=$PWD/target/release/nemsms-diff
@@ -47,10 +49,10 @@ reg=$(serve register simulate register --data "$WORK/lists" --cert "$WORK/certs/
     --key "$WORK/certs/server-key.pem" --client-ca "$WORK/certs/ca.pem" --config "$WORK/config.toml" \
     --delliste-size 50000 --record "$WORK/record.jsonl")
 preg=$(serve preg simulate proxy --upstream "${reg#https://}" --latency-ms "$LATENCY_MS" \
-    --cut-after 7M-18M --log "$WORK/preg.jsonl")
+    --rate-kbit "$RATE_KBIT" --cut-after 7M-18M --log "$WORK/preg.jsonl")
 broker=${NEMSMS_DIFF_AMQP_URL#*@}; broker=${broker%%/*}
 pbrk=$(serve pbrk simulate proxy --upstream "$broker" --latency-ms "$LATENCY_MS" \
-    --cut-after 2M-8M --log "$WORK/pbrk.jsonl")
+    --rate-kbit "$RATE_KBIT" --cut-after 2M-8M --log "$WORK/pbrk.jsonl")
 sed -i "s|^base_url = .*|base_url = \"https://${preg#tcp://}\"|" "$WORK/config.toml"
 printf '\n[beskedfordeler]\nurl = "%s"\ntoken = "t"\nmax_backoff_ms = 1000\nreply_timeout_ms = 3000\n' \
     "${NEMSMS_DIFF_AMQP_URL/$broker/${pbrk#tcp://}}" >>"$WORK/config.toml"
@@ -104,6 +106,6 @@ if ! cmp -s <(sort -u "$WORK/got") "$WORK/expected"; then
     exit 1
 fi
 cuts() { grep -c '"cut":true' "$WORK/$1.jsonl" || true; }
-echo "bad network (latency ${LATENCY_MS} ms each way, link down ${DOWN_SECS} s mid-download and mid-publish):"
+echo "bad network (latency ${LATENCY_MS} ms each way, ${RATE_KBIT} kbit/s per connection, link down ${DOWN_SECS} s mid-download and mid-publish):"
 echo "  run day 1 + day 2 over OIOREST (change lists): ${run_s}s, $(cuts preg) register connections cut, $events events = the lists' changes"
 echo "  publish: ${pub_s}s, $(cuts pbrk) broker connections cut, $(wc -l <"$WORK/expected") BeskedIds all delivered, $(($(wc -l <"$WORK/got") - $(wc -l <"$WORK/expected"))) duplicates"

@@ -194,6 +194,9 @@ pub enum SimulateCommand {
         /// Latency added each way, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Bandwidth of each connection, each way, in kilobits per second.
+        #[arg(long)]
+        rate_kbit: Option<u64>,
         /// Cut each connection after MIN-MAX bytes (both ways; K and M suffixes).
         #[arg(long, value_parser = crate::proxy::parse_byte_range)]
         cut_after: Option<(u64, u64)>,
@@ -628,6 +631,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             listen,
             upstream,
             latency_ms,
+            rate_kbit,
             cut_after,
             cut_share,
             log,
@@ -640,6 +644,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 listen,
                 upstream,
                 latency: std::time::Duration::from_millis(latency_ms),
+                rate: rate_kbit.map(|k| k * 1000 / 8),
                 cut_after,
                 cut_share,
                 log,

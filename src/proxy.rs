@@ -3,7 +3,7 @@
 //!
 //! Forwards every connection to one upstream address and, on request, adds
 //! latency (each way, pipelined: throughput is kept, every byte arrives
-//! `latency` later) and cuts connections with a TCP reset after a random
+//! `latency` later), limits each connection's bandwidth, and cuts connections with a TCP reset after a random
 //! number of bytes (both directions counted). `SIGUSR1` cuts every open
 //! connection at once; `SIGUSR2` takes the link down (new connections are
 //! reset at once, open ones cut) or up again. Every connection's end is a
@@ -30,6 +30,8 @@ pub struct Options {
     pub upstream: String,
     /// Added to every byte, each way.
     pub latency: Duration,
+    /// Bandwidth of each connection, each way, in bytes per second.
+    pub rate: Option<u64>,
     /// Cut a connection after a number of bytes drawn from this range.
     pub cut_after: Option<(u64, u64)>,
     /// The share of connections that get a cut (default: all).
@@ -200,9 +202,9 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
         (rng.random::<f64>() < shared.opts.cut_share).then(|| rng.random_range(min..=max))
     });
     let counter = AtomicU64::new(0);
-    let latency = shared.opts.latency;
-    let up = pipe(&client, &upstream, latency, &counter, budget);
-    let down = pipe(&upstream, &client, latency, &counter, budget);
+    let (latency, rate) = (shared.opts.latency, shared.opts.rate);
+    let up = pipe(&client, &upstream, latency, rate, &counter, budget);
+    let down = pipe(&upstream, &client, latency, rate, &counter, budget);
     let ended = tokio::select! {
         r = async {
             // Both directions to their end, or the first cut.
@@ -258,6 +260,7 @@ async fn pipe(
     from: &TcpStream,
     to: &TcpStream,
     latency: Duration,
+    rate: Option<u64>,
     counter: &AtomicU64,
     budget: Option<u64>,
 ) -> io::Result<End> {
@@ -330,6 +333,13 @@ async fn pipe(
             }
             queued.fetch_sub(chunk.len(), Ordering::SeqCst);
             notify.notify_waiters();
+            if let Some(rate) = rate {
+                // The link's bandwidth: this chunk's time on the wire.
+                tokio::time::sleep(Duration::from_secs_f64(
+                    chunk.len() as f64 / rate.max(1) as f64,
+                ))
+                .await;
+            }
         }
     };
     tokio::pin!(reader, writer);
