@@ -23,6 +23,8 @@ BIN=$PWD/target/release/nemsms-diff
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
+    # serve runs in command substitutions: its pids come from the pid files.
+    for f in "$WORK"/*.pid; do [[ -e $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [[ -d "$WORK/rabbitmq" ]] && scripts/stop-rabbitmq.sh "$WORK/rabbitmq"
