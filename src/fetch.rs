@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use backon::{BlockingRetryable, ExponentialBuilder};
 
 use crate::keys::{KeySet, sort_dedup};
 use crate::wire::{self, Fejl, ListKind, WireError};
@@ -262,32 +263,22 @@ impl Client {
         &self,
         what: &str,
         deadline: Instant,
-        mut op: impl FnMut() -> Result<T, FetchError>,
+        op: impl FnMut() -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
-        use rand::Rng;
-        let mut attempt = 0u32;
-        loop {
-            let e = match op() {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() => e,
-                Err(e) => return Err(e),
-            };
-            attempt += 1;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if attempt as usize > self.cfg.retries || left.is_zero() {
-                tracing::warn!(call = what, error = %e, attempts = attempt, "giving up");
-                return Err(e);
-            }
-            let cap = Duration::from_millis(50)
-                .saturating_mul(1 << attempt.min(10))
-                .min(self.cfg.max_backoff)
-                .max(Duration::from_millis(1));
-            let delay = Duration::from_millis(rand::rng().random_range(1..=cap.as_millis() as u64))
-                .min(left);
-            tracing::warn!(call = what, error = %e, attempt, retry_in_ms = delay.as_millis() as u64,
-                deadline_left_s = left.as_secs(), "retrying");
-            std::thread::sleep(delay);
-        }
+        op.retry(
+            ExponentialBuilder::default()
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(self.cfg.max_backoff)
+                .with_max_times(self.cfg.retries),
+        )
+        .sleep(std::thread::sleep)
+        .when(|e| e.is_retryable() && Instant::now() < deadline)
+        .notify(|e, delay| {
+            tracing::warn!(call = what, error = %e, retry_in_ms = delay.as_millis() as u64,
+                deadline_left_s = deadline.saturating_duration_since(Instant::now()).as_secs(), "retrying")
+        })
+        .call()
     }
 
     /// Sends a request once; `Ok` for 2xx only (callers retry).

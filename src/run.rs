@@ -614,7 +614,6 @@ fn commit(
     // 5. The pointer.
     move_pointer(state, a.cvr, date)?;
     crash::point("after-pointer");
-    let _ = fs::remove_file(taken_stamp_path(state, a.cvr, date));
 
     // 6. Only now may the register delete the change list.
     if a.list_mode == ListMode::Delta {
@@ -893,7 +892,10 @@ fn move_pointer(state: &State, authority: u32, date: Date) -> Result<(), Fatal> 
     let path = state.current(authority);
     fsutil::create_dir_all(path.parent().expect("current dir"))
         .and_then(|()| fsutil::write_atomic(&path, format!("{date}\n").as_bytes()))
-        .map_err(fatal(format!("current pointer {}", path.display())))
+        .map_err(fatal(format!("current pointer {}", path.display())))?;
+    // Committed: the date's taken-at stamp has served its purpose.
+    let _ = fs::remove_file(taken_stamp_path(state, authority, date));
+    Ok(())
 }
 
 /// Finishes a commit whose batch was written but whose pointer was not moved.
@@ -927,6 +929,5 @@ fn recover(
     o.message = Some("finished a commit an earlier run left before its pointer".into());
     move_pointer(state, a.cvr, date)?;
     crash::point("after-pointer");
-    let _ = fs::remove_file(taken_stamp_path(state, a.cvr, date));
     Ok(o)
 }

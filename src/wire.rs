@@ -229,7 +229,8 @@ fn walk<R: BufRead>(
 /// answers holds more, so no answer makes the parser hold more.
 pub const MAX_RUN: usize = 1 << 20;
 
-/// A reader that fails once more than [`MAX_RUN`] bytes pass without a `<`.
+/// A reader that fails once more than [`MAX_RUN`] bytes have passed
+/// without a `<` (checked at each refill, so within one buffer of it).
 struct Bounded<R> {
     inner: R,
     run: usize,
@@ -555,6 +556,32 @@ mod tests {
         );
         let truncated = &body[..body.len() - 30];
         assert!(parse_delliste(truncated, ListKind::Change).is_err());
+    }
+
+    #[test]
+    fn bounds_text_nodes_before_buffering_them() {
+        let huge = format!(
+            "<SlutbrugerSamling><Slutbruger><CPR>{}</CPR></Slutbruger></SlutbrugerSamling>",
+            "1".repeat(MAX_RUN + (1 << 18))
+        );
+        let e = parse_delliste(
+            std::io::BufReader::with_capacity(1 << 16, huge.as_bytes()),
+            ListKind::Full,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a text node or tag longer than 1048576 bytes"),
+            "{e}"
+        );
+        // Under the bound it is a normal (invalid-key) entry error.
+        let long = huge.replacen(&"1".repeat(1 << 19), "", 1);
+        assert!(
+            !parse_delliste(long.as_bytes(), ListKind::Full)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than")
+        );
     }
 
     #[test]

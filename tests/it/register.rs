@@ -513,7 +513,12 @@ fn hostile_register_answers_are_refused() {
         ("href-userinfo", "is neither a path nor an https URL"),
         ("doctype", "DOCTYPE is not allowed"),
         ("deep", "nested deeper"),
-        ("huge-text", "a text node or tag longer than 1048576 bytes"),
+        // The text-node bound or the download cap, whichever delliste of
+        // the authority is fetched first (the bound itself: wire's tests).
+        (
+            "huge-text",
+            "longer than 1048576 bytes|larger than the limit",
+        ),
         ("count-beyond", "declares 1099511627776 entries"),
         ("endless", "larger than the limit"),
     ] {
@@ -529,7 +534,7 @@ fn hostile_register_answers_are_refused() {
         for a in &r.setup.authorities {
             let line = table.lines().find(|l| l.starts_with(a.as_str())).unwrap();
             assert!(
-                line.contains("failed") && line.contains(reason),
+                line.contains("failed") && reason.split('|').any(|r| line.contains(r)),
                 "{mode}: {line}"
             );
         }
