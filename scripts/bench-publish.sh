@@ -38,6 +38,7 @@ cat >>"$WORK/config.toml" <<TOML
 [beskedfordeler]
 url = "$NEMSMS_DIFF_AMQP_URL"
 token = "bench-token"
+insecure_broker = true
 in_flight = $IN_FLIGHT
 TOML
 "$BIN" run --config "$WORK/config.toml" --date 2026-01-01 >/dev/null 2>&1
@@ -45,7 +46,7 @@ TOML
 EVENTS=$("$BIN" outbox list --config "$WORK/config.toml" --json | sed 's/.*"n_events":\([0-9]*\).*/\1/' | awk '{s += $1} END {print s}')
 BESKEDTYPE=$(sed -n 's/^beskedtype = "\(.*\)"/\1/p' "$WORK/config.toml")
 
-"$BIN" simulate beskedfordeler --amqp "$NEMSMS_DIFF_AMQP_URL" --subscribe "dueslag.bench=$BESKEDTYPE" >"$WORK/emu.out" 2>&1 &
+"$BIN" simulate beskedfordeler --subscribe "dueslag.bench=$BESKEDTYPE" >"$WORK/emu.out" 2>&1 &
 EMU_PID=$!
 for _ in $(seq 100); do grep -q ready "$WORK/emu.out" && break; sleep 0.1; done
 
@@ -55,7 +56,7 @@ for run in $(seq "$RUNS"); do
     start=$(date +%s%N)
     "$BIN" publish --config "$WORK/config.toml" >"$WORK/publish.out" 2>"$WORK/publish.err"
     ns=$(($(date +%s%N) - start))
-    "$BIN" simulate drain --amqp "$NEMSMS_DIFF_AMQP_URL" --queue dueslag.bench --idle-ms 1000 >"$WORK/ids" 2>/dev/null
+    "$BIN" simulate drain --queue dueslag.bench --idle-ms 1000 >"$WORK/ids" 2>/dev/null
     got=$(sort -u "$WORK/ids" | wc -l)
     if [[ "$got" -ne "$EVENTS" ]]; then
         echo "FAIL: run $run: $got distinct BeskedIds reached the dueslag, the outbox has $EVENTS events" >&2
@@ -68,7 +69,7 @@ done
 for run in $(seq "$RUNS"); do
     "$BIN" simulate load --config "$WORK/config.toml" >"$WORK/load.out" 2>"$WORK/load.err" || { cat "$WORK/load.out" "$WORK/load.err" >&2; exit 1; }
     sed -n 's/.* \([0-9]*\) messages\/s$/\1/p' "$WORK/load.out" >>"$WORK/emu-rates"
-    "$BIN" simulate drain --amqp "$NEMSMS_DIFF_AMQP_URL" --queue dueslag.bench --idle-ms 1000 >"$WORK/ids" 2>/dev/null
+    "$BIN" simulate drain --queue dueslag.bench --idle-ms 1000 >"$WORK/ids" 2>/dev/null
     got=$(sort -u "$WORK/ids" | wc -l)
     if [[ "$got" -ne "$EVENTS" ]]; then
         echo "FAIL: emulator load run $run: $got distinct BeskedIds reached the dueslag, expected $EVENTS" >&2

@@ -173,8 +173,10 @@ pub enum SimulateCommand {
     },
     /// Empty a queue and print the BeskedIds of its messages, one a line.
     Drain {
-        #[arg(long)]
-        amqp: String,
+        /// The environment variable holding the broker's URL (credentials
+        /// never go on the command line).
+        #[arg(long, default_value = "NEMSMS_DIFF_AMQP_URL")]
+        amqp_env: String,
         #[arg(long)]
         queue: String,
         /// Stop after the queue stayed empty this long.
@@ -230,9 +232,11 @@ pub enum SimulateCommand {
 
 #[derive(Debug, Args)]
 pub struct BfoArgs {
-    /// The broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
-    #[arg(long)]
-    pub amqp: String,
+    /// The environment variable holding the broker's URL, e.g.
+    /// amqp://guest:guest@127.0.0.1:5672/%2f (credentials never go on the
+    /// command line).
+    #[arg(long, default_value = "NEMSMS_DIFF_AMQP_URL")]
+    pub amqp_env: String,
     /// The exchange publishers send to.
     #[arg(long, default_value = "AFSEND_BESKED_EXCHANGE")]
     pub exchange: String,
@@ -581,7 +585,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Simulate(SimulateCommand::Beskedfordeler(a)) => {
             let a = *a;
             crate::emulator::serve(crate::emulator::Options {
-                amqp: a.amqp,
+                amqp: amqp_from_env(&a.amqp_env)?,
                 exchange: a.exchange,
                 subscriptions: a.subscriptions,
                 push_to: a.push_to,
@@ -613,10 +617,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Simulate(SimulateCommand::Drain {
-            amqp,
+            amqp_env,
             queue,
             idle_ms,
         }) => {
+            let amqp = amqp_from_env(&amqp_env)?;
             let ids =
                 crate::emulator::drain(&amqp, &queue, std::time::Duration::from_millis(idle_ms))?;
             let mut out = BufWriter::new(io::stdout().lock());
@@ -935,6 +940,15 @@ fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<u8> {
         exit::PUBLISH_INCOMPLETE
     } else {
         exit::OK
+    })
+}
+
+/// The broker URL from the environment variable `var`.
+fn amqp_from_env(var: &str) -> anyhow::Result<String> {
+    std::env::var(var).map_err(|_| {
+        anyhow::Error::new(UsageError(format!(
+            "the environment variable {var} (the broker's URL) is not set"
+        )))
     })
 }
 
@@ -1286,7 +1300,7 @@ fn diff_dirs(old: &Path, new: &Path, out: &Path, format: Format) -> anyhow::Resu
     names.extend(list_names(new)?);
     names.sort();
     names.dedup();
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    fsutil::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let results: Vec<PairResult> = names
         .par_iter()
         .map(|name| PairResult {

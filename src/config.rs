@@ -11,6 +11,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::keys;
+use crate::secret::Secret;
 
 /// ObjektType "Person" from KOMBIT's sample (not authoritative: configurable).
 pub const OBJEKTTYPE_PERSON: &str = "ce7fcf97-a8a2-447a-8690-d38aa0f6e23c";
@@ -91,10 +92,13 @@ struct RawGuard {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBeskedfordeler {
-    url: String,
+    url: Secret,
     #[serde(default = "default_exchange")]
     exchange: String,
-    token: Option<String>,
+    token: Option<Secret>,
+    /// Allows plain `amqp://` to a loopback broker (tests only).
+    #[serde(default)]
+    insecure_broker: bool,
     ca_cert: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
@@ -185,8 +189,10 @@ fn default_alive_timeout() -> u64 {
 /// The connection to Beskedfordeler (SF1462 over AMQP 0-9-1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeskedfordelerConfig {
-    /// `amqp://…` (local) or `amqps://host:5671/BF?auth_mechanism=external`.
-    pub url: String,
+    /// `amqps://host:5671/BF?auth_mechanism=external` (or `amqp://` to a
+    /// loopback test broker with `insecure_broker = true`). Secret: it may
+    /// hold a password; logs show `secret::redact_url` of it.
+    pub url: Secret,
     pub exchange: String,
     /// Where the `token` header comes from: static, or the STS.
     pub tokens: crate::sts::TokenSource,
@@ -419,10 +425,48 @@ impl Config {
         };
         let beskedfordeler = match raw.beskedfordeler {
             Some(b) => {
-                if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
+                let url = b.url.expose();
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    return Err(fail("beskedfordeler.url", "must be an amqps:// URL".into()));
+                }
+                if url.parse::<lapin::uri::AMQPUri>().is_err() {
                     return Err(fail(
                         "beskedfordeler.url",
-                        "must be an amqp:// or amqps:// URL".into(),
+                        format!("{} is not an AMQP URL", crate::secret::redact_url(url)),
+                    ));
+                }
+                let plain = url.starts_with("amqp://");
+                if plain && !b.insecure_broker {
+                    return Err(fail(
+                        "beskedfordeler.url",
+                        "amqp:// would carry the token and every envelope in clear: use amqps:// \
+                         with ca_cert, client_cert and client_key (for a loopback test broker \
+                         only: insecure_broker = true)"
+                            .into(),
+                    ));
+                }
+                if plain && !crate::secret::is_loopback_url(url) {
+                    return Err(fail(
+                        "beskedfordeler.insecure_broker",
+                        "plain amqp:// is only allowed to a loopback broker (127.0.0.1, ::1, localhost)".into(),
+                    ));
+                }
+                if !plain && b.insecure_broker {
+                    return Err(fail(
+                        "beskedfordeler.insecure_broker",
+                        "is only for plain amqp:// to a loopback test broker".into(),
+                    ));
+                }
+                if plain && b.ca_cert.is_some() {
+                    return Err(fail(
+                        "beskedfordeler.ca_cert",
+                        "a client certificate is configured, but amqp:// would not use TLS: use amqps://".into(),
+                    ));
+                }
+                if !plain && b.ca_cert.is_none() {
+                    return Err(fail(
+                        "beskedfordeler.ca_cert",
+                        "amqps:// needs ca_cert (the only CA the broker's certificate is checked against), client_cert and client_key".into(),
                     ));
                 }
                 let tls = match (b.ca_cert, b.client_cert, b.client_key) {

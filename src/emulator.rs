@@ -94,7 +94,7 @@ pub fn inbox(exchange: &str) -> String {
 async fn open(amqp: &str) -> anyhow::Result<(lapin::Connection, Channel)> {
     let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
         .await
-        .with_context(|| format!("cannot connect to {}", crate::publish::redact(amqp)))?;
+        .with_context(|| format!("cannot connect to {}", crate::secret::redact_url(amqp)))?;
     let channel = connection.create_channel().await?;
     Ok((connection, channel))
 }
@@ -210,7 +210,7 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
     if !*announced {
         println!(
             "beskedfordeler emulator ready on {}, exchange {}",
-            crate::publish::redact(&opts.amqp),
+            crate::secret::redact_url(&opts.amqp),
             opts.exchange
         );
         std::io::stdout().flush()?;
@@ -487,7 +487,7 @@ pub fn load(
         .map(|b| crate::publish::besked_id(b).unwrap_or_default())
         .collect();
     let token = match &cfg.tokens {
-        crate::sts::TokenSource::Static(t) => t.clone(),
+        crate::sts::TokenSource::Static(t) => t.expose().to_owned(),
         _ => "load-test".to_owned(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -133,15 +133,18 @@ fn copy_capped(
     let mut limited = resp.take(cap + 1);
     // The headers came: an error reading the body is a cut.
     let n = std::io::copy(&mut limited, out).map_err(|e| {
-        match e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
-            Some(_) => FetchError::CutShort(format!("{what}: {e}")),
-            None if e.kind() == std::io::ErrorKind::Other
-                || e.kind() == std::io::ErrorKind::UnexpectedEof
-                || e.kind() == std::io::ErrorKind::ConnectionReset =>
-            {
-                FetchError::CutShort(format!("{what}: {e}"))
-            }
-            None => FetchError::Io(format!("{what}: {e}")),
+        // reqwest's errors carry the URL, which may hold a CPR number.
+        if e.get_ref().is_some_and(|i| i.is::<reqwest::Error>()) {
+            return match e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
+                Some(Ok(r)) => FetchError::CutShort(format!("{what}: {}", r.without_url())),
+                _ => FetchError::CutShort(what.to_owned()),
+            };
+        }
+        match e.kind() {
+            std::io::ErrorKind::Other
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset => FetchError::CutShort(format!("{what}: {e}")),
+            _ => FetchError::Io(format!("{what}: {e}")),
         }
     })?;
     if n > cap {
@@ -158,7 +161,10 @@ pub struct Client {
     cfg: RegisterConfig,
 }
 
+/// A transport error without its URL: the URL of a `user` call holds the
+/// CPR number, and the caller names the call instead.
 fn transport(e: reqwest::Error) -> FetchError {
+    let e = e.without_url();
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -198,6 +204,10 @@ impl Client {
             .tls_backend_rustls()
             .tls_certs_only(cas)
             .identity(identity)
+            // Only the configured register: no redirect is followed (a 3xx
+            // is an error), and nothing but https is ever spoken.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
             .user_agent(concat!("nemsms-diff/", env!("CARGO_PKG_VERSION")))
@@ -291,6 +301,12 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
+        if status.is_redirection() {
+            return Err(FetchError::Refused(format!(
+                "the register answered a redirect (HTTP {}); redirects are never followed",
+                status.as_u16()
+            )));
+        }
         let mut resp = resp;
         let mut body = Vec::new();
         let _ = copy_capped(&mut resp, &mut body, 64 * 1024, "error body");
@@ -355,7 +371,7 @@ impl Client {
                 found: declared,
             });
         }
-        std::fs::create_dir_all(tmp)
+        crate::fsutil::create_dir_all(tmp)
             .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", tmp.display())))?;
         let dellister = self.fetch_dellister(&rc, tmp, deadline)?;
         let _ = std::fs::remove_dir_all(tmp);
@@ -445,7 +461,7 @@ impl Client {
             .min(MAX_DOWNLOAD);
         self.retrying(&what, deadline, || {
             let mut resp = self.send(|| self.http.get(&url))?;
-            let mut out = std::fs::File::create(&file)
+            let mut out = crate::fsutil::create_private_replacing(&file)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
             copy_capped(&mut resp, &mut out, cap, &what)?;
             Ok(())
@@ -505,7 +521,7 @@ impl Client {
     pub fn download(&self, url: &str, dest: &Path) -> Result<(), FetchError> {
         self.retrying("list download", self.deadline(), || {
             let mut resp = self.send(|| self.http.get(url))?;
-            let mut out = std::fs::File::create(dest)
+            let mut out = crate::fsutil::create_private_replacing(dest)
                 .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", dest.display())))?;
             copy_capped(&mut resp, &mut out, MAX_DOWNLOAD, "download")?;
             Ok(())

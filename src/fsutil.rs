@@ -1,33 +1,81 @@
-//! Durable file writes: temp file, fsync, rename, fsync of the directory.
+//! Private, durable file writes: temp file, fsync, rename, fsync of the
+//! directory.
 //!
-//! Every state file is created mode 0600. Any error here is fatal for the
-//! caller's run: an fsync is never retried.
+//! Everything the job writes holds CPR numbers or secrets, so every file it
+//! creates is mode 0600 and every directory 0700, whatever the umask: files
+//! are opened with `O_CREAT | O_EXCL | O_NOFOLLOW` (a symlink planted at a
+//! predictable temp name is never followed) and then `fchmod`ed. Any error
+//! here is fatal for the caller's run: an fsync is never retried.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// Mode of every file the job creates.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory the job creates.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates a new file, mode 0600 whatever the umask, for writing. Fails if
+/// anything (a file, a symlink) is already at `path`.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
+/// Like [`create_private`], but first removes whatever is at `path` (a
+/// temp file a crashed process left, or a planted symlink: the link itself
+/// is removed, never its target).
+pub fn create_private_replacing(path: &Path) -> io::Result<File> {
+    match create_private(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            create_private(path)
+        }
+        other => other,
+    }
+}
+
+/// Opens (or creates, mode 0600) a file for appending, never through a symlink.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
+/// The temp name `write_atomic` and the outbox use beside `path`:
+/// `.<name>.tmp.<pid>` (the stale-file sweep knows the pattern).
+pub fn temp_path(path: &Path) -> io::Result<std::path::PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    Ok(parent(path).join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
 
 /// Writes `bytes` to `path` atomically and durably, mode 0600.
 ///
 /// A reader sees either the old file or the complete new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_path(path)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut file = create_private_replacing(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -44,21 +92,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Replaces `path` with `bytes` through a temp file and a rename, without
-/// fsync: for outputs meant for people (change files), never for state.
+/// Replaces `path` with `bytes` (mode 0600) through a temp file and a
+/// rename, without fsync: for outputs meant for people (change files,
+/// exported envelopes), never for state.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = parent(path).join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
+    let tmp = temp_path(path)?;
+    let result = create_private_replacing(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-    })
+    }
+    result
 }
 
 /// Fsyncs a directory so that a rename inside it is durable.
@@ -66,7 +111,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates a directory and its parents, fsyncing the new entries' parents.
+/// Creates a directory and its parents, mode 0700 whatever the umask,
+/// fsyncing the new entries' parents. Existing directories are left as
+/// they are.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -74,8 +121,9 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_all(p)?;
     }
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {
+            fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
             sync_dir(parent(dir))?;
             crate::crash::step("directory created");
             Ok(())
@@ -96,6 +144,54 @@ fn parent(path: &Path) -> &Path {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask only changes this process's creation mask.
+        let old = unsafe { libc::umask(0o002) };
+        let new_dir = dir.path().join("x/y");
+        create_dir_all(&new_dir).unwrap();
+        let file = new_dir.join("f");
+        write_replace(&file, b"1").unwrap();
+        unsafe { libc::umask(old) };
+        assert_eq!(mode(&dir.path().join("x")), 0o700);
+        assert_eq!(mode(&new_dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("state");
+        std::os::unix::fs::symlink(&victim, temp_path(&path).unwrap()).unwrap();
+        assert_eq!(
+            create_private(&temp_path(&path).unwrap())
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        // A symlink at the final name is replaced by the rename, not followed.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_atomic(&link, b"other").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(
+            !fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
 
     #[test]
     fn writes_atomically_with_mode_0600() {

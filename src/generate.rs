@@ -10,7 +10,6 @@
 //! the assumed list format, one `nummer` column. The same seed gives the
 //! same files, whatever the number of threads.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -73,7 +72,7 @@ pub fn generate(opts: &Options) -> anyhow::Result<Summary> {
         .collect();
     for date in &dates {
         let dir = opts.out.join(date.to_string());
-        std::fs::create_dir_all(&dir)
+        crate::fsutil::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let per_authority: Vec<Vec<u64>> = authorities
@@ -234,8 +233,7 @@ pub fn list_pair(n: usize, churn: f64, seed: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn write_list(path: &Path, list: &[Tagged]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(&list_bytes(list))
+    crate::fsutil::write_replace(path, &list_bytes(list))
 }
 
 fn list_bytes(list: &[Tagged]) -> Vec<u8> {

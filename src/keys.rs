@@ -245,9 +245,58 @@ pub fn parse_cvr_str(s: &str) -> Result<u32, KeyError> {
     parse_cvr(s.trim().as_bytes())
 }
 
+/// `text` from outside (a register's error text) with everything shaped
+/// like a CPR number (ten digits, or six, a dash and four, not part of a
+/// longer run of digits) replaced by `**********`: such text goes into
+/// errors and logs, where no CPR number may appear.
+pub fn redact_cpr(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) {
+            let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let dashed = run == 6
+                && b.get(i + 6) == Some(&b'-')
+                && b[i + 7..].iter().take_while(|c| c.is_ascii_digit()).count() == 4;
+            if run == 10 || dashed {
+                out.push_str("**********");
+                i += if dashed { 11 } else { 10 };
+                continue;
+            }
+            out.push_str(&text[i..i + run]);
+            i += run;
+            continue;
+        }
+        let ch = text[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_cpr_shaped_text() {
+        for (input, expected) in [
+            (
+                "borger 0101901234 findes ikke",
+                "borger ********** findes ikke",
+            ),
+            ("010190-1234.", "**********."),
+            (
+                "cvr 12345678, id 123456789012",
+                "cvr 12345678, id 123456789012",
+            ),
+            ("æ0101901234ø", "æ**********ø"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_cpr(input), expected, "input {input:?}");
+        }
+    }
 
     fn check(input: &str, expected: Result<(KeyKind, u32), KeyError>) {
         assert_eq!(parse_any(input.as_bytes()), expected, "input {input:?}");

@@ -24,6 +24,7 @@ pub mod parse;
 pub mod proxy;
 pub mod publish;
 pub mod run;
+pub mod secret;
 pub mod simulate;
 pub mod snapshot;
 pub mod sts;

@@ -25,9 +25,8 @@
 //! writes the same file. A publish cursor `<authority>.cursor` beside it
 //! records how many events were confirmed by Beskedfordeler.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use time::Date;
@@ -145,18 +144,9 @@ pub fn write_batch(
 ) -> io::Result<BatchHeader> {
     let dir = path.parent().expect("batch paths have a directory");
     fsutil::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().expect("file name").to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = fsutil::temp_path(path)?;
     let result = (|| {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let file = fsutil::create_private_replacing(&tmp)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         file.write_all(&[0u8; HEADER_LEN])?;
         let hashing = HashingWriter {

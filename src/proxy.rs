@@ -102,10 +102,7 @@ async fn serve_async(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let log = match &opts.log {
         Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
+            crate::fsutil::open_private_append(p)
                 .with_context(|| format!("cannot open {}", p.display()))?,
         ),
         None => None,

@@ -72,47 +72,49 @@ struct Link {
     replies: Consumer,
 }
 
-/// Connects and starts consuming direct replies.
+/// Connects to Beskedfordeler. `amqps://` trusts the configured `ca_cert`
+/// alone (never the system's roots) and shows our client certificate;
+/// plain `amqp://` is only ever allowed to a loopback test broker (the
+/// config refuses it otherwise).
 pub async fn connect(cfg: &BeskedfordelerConfig) -> anyhow::Result<(Connection, Channel)> {
     let props = ConnectionProperties::default();
+    let shown = crate::secret::redact_url(cfg.url.expose());
+    let uri: lapin::uri::AMQPUri = cfg
+        .url
+        .expose()
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("beskedfordeler.url {shown}: {e}"))?;
     let connection = match &cfg.tls {
-        None => Connection::connect(&cfg.url, props).await,
+        None => Connection::connect_uri(uri, props).await,
         Some((ca, cert, key)) => {
-            let tls = lapin::tcp::OwnedTLSConfig {
-                identity: Some(lapin::tcp::OwnedIdentity::PKCS8 {
-                    pem: std::fs::read(cert)
-                        .with_context(|| format!("cannot read {}", cert.display()))?,
-                    key: std::fs::read(key)
-                        .with_context(|| format!("cannot read {}", key.display()))?,
-                }),
-                cert_chain: Some(
-                    std::fs::read_to_string(ca)
-                        .with_context(|| format!("cannot read {}", ca.display()))?,
-                ),
-            };
-            Connection::connect_with_config(
-                &cfg.url,
-                props,
-                tls,
+            let connector = lapin::tcp::RustlsConnector::from(std::sync::Arc::new(
+                crate::tls::client_config(ca, cert, key)?,
+            ));
+            Connection::connector(
+                uri,
                 lapin::runtime::default_runtime()?,
+                move |uri: lapin::uri::AMQPUri, runtime| {
+                    let connector = connector.clone();
+                    async move {
+                        use lapin::tcp::AMQPUriTcpExt;
+                        let host = uri.authority.host.clone();
+                        let mut plain = uri;
+                        plain.scheme = lapin::uri::AMQPScheme::AMQP;
+                        let stream = plain.connect_async(&runtime).await?;
+                        Ok(stream.into_rustls(&connector, &host).await?)
+                    }
+                },
+                props,
             )
             .await
         }
     }
-    .with_context(|| format!("cannot connect to Beskedfordeler at {}", redact(&cfg.url)))?;
+    .with_context(|| format!("cannot connect to Beskedfordeler at {shown}"))?;
     let channel = connection
         .create_channel()
         .await
         .context("cannot open a channel")?;
     Ok((connection, channel))
-}
-
-/// The URL without its password.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
 }
 
 async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
@@ -297,7 +299,7 @@ async fn publish_batch(
                 .unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
                         "cannot connect to Beskedfordeler at {}: no answer in time",
-                        redact(&cfg.url)
+                        crate::secret::redact_url(cfg.url.expose())
                     ))
                 });
             match connected {
@@ -585,8 +587,7 @@ pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
             crate::keys::KeyKind::Cvr,
             header.authority,
         ));
-        std::fs::create_dir_all(&out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
+        fsutil::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
         for (i, env) in envelopes.enumerate() {
             let env = env?;
             let id = besked_id(&env).unwrap_or_else(|| "unknown".into());

@@ -171,11 +171,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
     fsutil::create_dir_all(&state.root)
         .with_context(|| format!("cannot create state directory {}", state.root.display()))?;
     let lock_path = state.root.join("lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
+    let lock = fsutil::open_private_append(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     // A run killed a moment ago may still be exiting (finishing an fsync):
     // wait a little for its lock before calling it a concurrent run.
@@ -416,7 +412,9 @@ fn remove_stale_temp_files(root: &Path) -> anyhow::Result<()> {
             for entry in entries.flatten() {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if path.is_dir() {
+                // file_type() does not follow symlinks: a symlinked directory
+                // is never walked into.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     stack.push(path);
                 } else if name.starts_with('.') && name.contains(".tmp.") && !writer_alive(&name) {
                     fs::remove_file(&path)
@@ -672,7 +670,7 @@ fn load_today(
         Source::Https(template) => {
             let url = Config::expand(template, a.cvr, date);
             let client = sources.client(cfg, a).map_err(|e| format!("{e:#}"))?;
-            fs::create_dir_all(&tmp)
+            fsutil::create_dir_all(&tmp)
                 .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
             let file = tmp.join("list.csv");
             let result = client

@@ -517,10 +517,7 @@ fn sysid_map(config: Option<&Path>, data: &Path) -> anyhow::Result<HashMap<Strin
 /// Opens a `--record` file for appending.
 fn open_record(path: Option<&Path>) -> anyhow::Result<Option<std::fs::File>> {
     path.map(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
+        crate::fsutil::open_private_append(p)
             .with_context(|| format!("cannot open {}", p.display()))
     })
     .transpose()

@@ -22,6 +22,11 @@ use anyhow::Context;
 use quick_xml::Reader;
 use quick_xml::events::Event as XmlEvent;
 
+use crate::secret::Secret;
+
+/// Most bytes an STS answer may have.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// Settings of the STS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StsConfig {
@@ -38,14 +43,14 @@ pub struct StsConfig {
 /// Where tokens come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenSource {
-    Static(String),
+    Static(Secret),
     Sts(StsConfig),
 }
 
 /// A token and when it stops being valid.
 #[derive(Debug, Clone)]
 struct Cached {
-    token: String,
+    token: Secret,
     expires: jiff::Timestamp,
 }
 
@@ -79,6 +84,10 @@ impl Tokens {
                         .identity(
                             reqwest::Identity::from_pem(&pem).context("STS client certificate")?,
                         )
+                        // Only the configured STS: no redirect is followed
+                        // and nothing but https is spoken.
+                        .redirect(reqwest::redirect::Policy::none())
+                        .https_only(true)
                         .timeout(Duration::from_secs(30))
                         .build()
                         .context("cannot build the STS client")?,
@@ -95,7 +104,7 @@ impl Tokens {
     /// The token to send for `authority`.
     pub async fn get(&mut self, authority: u32) -> anyhow::Result<String> {
         let cfg = match &self.source {
-            TokenSource::Static(t) => return Ok(t.clone()),
+            TokenSource::Static(t) => return Ok(t.expose().to_owned()),
             TokenSource::Sts(c) => c.clone(),
         };
         let key = (authority, cfg.service_entity_id.clone());
@@ -104,19 +113,36 @@ impl Tokens {
             && now + jiff::SignedDuration::try_from(cfg.refresh_before).unwrap_or_default()
                 < c.expires
         {
-            return Ok(c.token.clone());
+            return Ok(c.token.expose().to_owned());
         }
         let cvr = crate::keys::format(crate::keys::KeyKind::Cvr, authority);
         let http = self.http.as_ref().expect("STS client");
-        let resp = http
+        let mut resp = http
             .post(&cfg.url)
             .header("Content-Type", "application/soap+xml; charset=utf-8")
             .body(request(&cfg.service_entity_id, &cvr))
             .send()
             .await
+            .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
             .with_context(|| format!("cannot reach the STS at {}", cfg.url))?;
         let status = resp.status();
-        let body = resp.bytes().await.context("cannot read the STS answer")?;
+        anyhow::ensure!(
+            !status.is_redirection(),
+            "the STS answered a redirect (HTTP {status}) for authority {cvr}; redirects are never followed"
+        );
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+            .context("cannot read the STS answer")?
+        {
+            anyhow::ensure!(
+                body.len() + chunk.len() <= MAX_ANSWER,
+                "the STS answer is larger than the limit of {MAX_ANSWER} bytes"
+            );
+            body.extend_from_slice(&chunk);
+        }
         anyhow::ensure!(
             status.is_success(),
             "the STS answered HTTP {status} for authority {cvr}"
@@ -127,7 +153,7 @@ impl Tokens {
         self.cache.insert(
             key,
             Cached {
-                token: token.clone(),
+                token: Secret::new(token.clone()),
                 expires,
             },
         );

@@ -51,6 +51,29 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         .clone()
 }
 
+/// A client config that trusts `ca` alone (never the system's roots) and
+/// shows `cert`/`key` as its identity.
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
+    }
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+        .with_context(|| {
+            format!(
+                "client certificate {} and key {} do not match",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
 /// A server config; with `client_ca`, clients must present a certificate
 /// signed by it.
 pub fn server_config(
@@ -85,7 +108,8 @@ pub fn server_config(
 /// Writes a test CA, server and client certificates into `dir`.
 pub fn generate_test_certs(dir: &Path) -> anyhow::Result<()> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::fsutil::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         crate::fsutil::write_atomic(&dir.join(name), text.as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(name).display()))

@@ -68,7 +68,28 @@ pub fn change_list_path(sysid: &str) -> String {
 
 /// Path that deletes a change list.
 pub fn delete_change_list_path(sysid: &str, liste_id: &str) -> String {
-    format!("/register/{sysid}/aendringsliste/{liste_id}")
+    format!(
+        "/register/{sysid}/aendringsliste/{}",
+        path_segment(liste_id)
+    )
+}
+
+/// `s` as one URL path segment: every byte outside RFC 3986's unreserved
+/// set is percent-encoded (a `ListeId` from the register cannot add path
+/// segments, a query or a fragment).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out == "." || out == ".." {
+        out = out.replace('.', "%2E");
+    }
+    out
 }
 
 /// Path of one delliste.
@@ -435,9 +456,15 @@ pub fn parse_fejl(body: &[u8]) -> Option<Fejl> {
     walk(reader(body), "Fejl", |node| {
         if let Node::Text(path, t) = node {
             match path[path.len() - 1].as_slice() {
-                b"FejlIdentifikator" => id = t.to_owned(),
-                b"FejlKode" => code = t.to_owned(),
-                b"FejlTekst" => text = t.chars().take(500).collect(),
+                b"FejlIdentifikator" => {
+                    id = crate::keys::redact_cpr(&t.chars().take(100).collect::<String>())
+                }
+                b"FejlKode" => {
+                    code = crate::keys::redact_cpr(&t.chars().take(20).collect::<String>())
+                }
+                b"FejlTekst" => {
+                    text = crate::keys::redact_cpr(&t.chars().take(500).collect::<String>())
+                }
                 _ => {}
             }
         }

@@ -51,7 +51,7 @@ impl Flow {
         };
         let mut config = fs::read_to_string(flow.path().join("config.toml")).unwrap();
         config.push_str(&format!(
-            "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{}\"\ntoken = \"test-token\"\n{extra}\n",
+            "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{}\"\ntoken = \"test-token\"\ninsecure_broker = true\n{extra}\n",
             flow.url, flow.exchange
         ));
         fs::write(flow.path().join("config.toml"), config).unwrap();
@@ -67,15 +67,13 @@ impl Flow {
         let mut args = vec![
             "simulate",
             "beskedfordeler",
-            "--amqp",
-            &self.url,
             "--exchange",
             &self.exchange,
             "--subscribe",
             &sub,
         ];
         args.extend_from_slice(faults);
-        Server::start(self.path(), &args)
+        Server::start_env(self.path(), &args, &[("NEMSMS_DIFF_AMQP_URL", &self.url)])
     }
 
     pub fn publish(&self) -> std::process::Output {
@@ -119,18 +117,17 @@ impl Flow {
 
     /// Every BeskedId that reached the dueslag (duplicates kept).
     pub fn delivered(&self) -> Vec<String> {
-        let out = run(
+        let out = crate::run_env(
             self.path(),
             &[
                 "simulate",
                 "drain",
-                "--amqp",
-                &self.url,
                 "--queue",
                 &self.dueslag,
                 "--idle-ms",
                 "1500",
             ],
+            &[("NEMSMS_DIFF_AMQP_URL", &self.url)],
         );
         assert_code(&out, 0);
         stdout(&out).lines().map(str::to_owned).collect()
@@ -202,8 +199,6 @@ fn subscriptions_filter_on_a_value_list_of_objekt_ids() {
         &[
             "simulate",
             "drain",
-            "--amqp",
-            &flow.url,
             "--queue",
             &filtered,
             "--idle-ms",
@@ -514,7 +509,7 @@ fn run_publishes_after_an_alive_check_when_configured() {
     );
     let mut config = fs::read_to_string(setup.path().join("config.toml")).unwrap();
     config.push_str(&format!(
-        "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{exchange}\"\ntoken = \"t\"\npublish_after_run = true\n\
+        "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{exchange}\"\ntoken = \"t\"\ninsecure_broker = true\npublish_after_run = true\n\
          alive_check_before_publish = true\n\n[alive]\ndueslag_queue = \"{alive_queue}\"\ntimeout_secs = 10\n",
         amqp_url()
     ));
@@ -529,8 +524,6 @@ fn run_publishes_after_an_alive_check_when_configured() {
         &[
             "simulate",
             "beskedfordeler",
-            "--amqp",
-            &url,
             "--exchange",
             &exchange,
             "--subscribe",
@@ -557,8 +550,6 @@ fn run_publishes_after_an_alive_check_when_configured() {
         &[
             "simulate",
             "drain",
-            "--amqp",
-            &url,
             "--queue",
             &dueslag,
             "--idle-ms",

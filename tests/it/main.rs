@@ -13,8 +13,14 @@ use std::process::{Command, Output};
 
 /// Runs the binary with `args` in `dir`.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
+    run_env(dir, args, &[])
+}
+
+/// Runs the binary with extra environment variables.
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("binary runs")
@@ -46,9 +52,15 @@ pub struct Server {
 impl Server {
     /// Starts `nemsms-diff ARGS` and waits for its first line on stdout.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Self::start_env(dir, args, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

@@ -482,7 +482,9 @@ fn json_logs_and_publish_to_a_directory() {
     assert!(lines[0]["fields"]["authority_cvr"].is_string());
 
     // publish --to dir: every envelope as a file, cursors untouched.
-    s.write_config("[beskedfordeler]\nurl = \"amqp://127.0.0.1:1/%2f\"\ntoken = \"t\"");
+    s.write_config(
+        "[beskedfordeler]\nurl = \"amqp://127.0.0.1:1/%2f\"\ntoken = \"t\"\ninsecure_broker = true",
+    );
     let out = run(
         s.path(),
         &["publish", "--config", "config.toml", "--to", "dir:dry"],
