@@ -514,7 +514,6 @@ fn run_publishes_after_an_alive_check_when_configured() {
         amqp_url()
     ));
     fs::write(setup.path().join("config.toml"), config).unwrap();
-    let url = amqp_url();
     let subs = [
         format!("{dueslag}={NEMSMS_TYPE}"),
         format!("{alive_queue}={ALIVE_TYPE}"),
