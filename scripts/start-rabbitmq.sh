@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts a private RabbitMQ node on loopback, with its own data directory
+# Starts a private RabbitMQ node on loopback (AMQP, epmd and the Erlang
+# distribution of the node and of rabbitmqctl alike), with its own data directory
 # and ports, in the background; installs Debian's rabbitmq-server if missing.
 #
 #   eval "$(scripts/start-rabbitmq.sh DIR)"   # sets NEMSMS_DIFF_AMQP_URL, RABBITMQ_TEST_DIR
@@ -33,6 +34,9 @@ export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 export RABBITMQ_NODE_PORT=$PORT
 export RABBITMQ_DIST_PORT=$DIST
 export ERL_EPMD_ADDRESS=127.0.0.1
+# The Erlang distribution (the node's and rabbitmqctl's) on loopback only.
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export RABBITMQ_MNESIA_BASE="$DIR/mnesia"
 export RABBITMQ_LOG_BASE="$DIR/log"
 export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq"

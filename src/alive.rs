@@ -250,7 +250,9 @@ fn answer(status: StatusCode, code: u32, text: &str) -> Resp {
     r
 }
 
-/// Handles one push delivery: store it, then answer.
+/// Handles one push delivery: store it, then answer. The file is named
+/// from the canonical form of the `BeskedId` (lowercase, hyphenated), so
+/// one message is one file however its id was spelled.
 fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
     if method != Method::POST || path != "/besked/modtag" {
         return answer(StatusCode::NOT_FOUND, 44, "use POST /besked/modtag");
@@ -265,7 +267,17 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
             );
         }
     };
-    let id = info.besked_id.expect("validated");
+    let Some(id) = info
+        .besked_id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+    else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            40,
+            "invalid ModtagBeskedInput: BeskedId is not a UUID",
+        );
+    };
     let envelope = match besked::unwrap_modtag_besked_input(body) {
         Ok(e) => e,
         Err(e) => {
@@ -276,7 +288,7 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
             );
         }
     };
-    match fsutil::write_atomic(&store.join(format!("{id}.xml")), &envelope) {
+    match fsutil::write_atomic(&store.join(format!("{}.xml", id.hyphenated())), &envelope) {
         Ok(()) => answer(StatusCode::OK, besked::OK, ""),
         Err(e) => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -286,60 +298,162 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
     }
 }
 
+/// How the push receiver listens and what it tolerates.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    /// Larger bodies are answered 413 (`Content-Length` or counted).
+    pub max_body: usize,
+    /// Time for a connection's TLS handshake and each request's headers.
+    pub header_timeout: Duration,
+    /// Time for a request's body once its headers came (408 after).
+    pub body_timeout: Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// HTTPS: certificate, key and, for mutual TLS, the client CA.
+    pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+}
+
+impl ServeOptions {
+    pub fn new(listen: SocketAddr, store: PathBuf) -> ServeOptions {
+        ServeOptions {
+            listen,
+            store,
+            max_body: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            tls: None,
+        }
+    }
+}
+
+/// One request: body within the limits, then [`receive`].
+async fn handle(
+    req: hyper::Request<hyper::body::Incoming>,
+    store: PathBuf,
+    max_body: usize,
+    body_timeout: Duration,
+) -> Resp {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            40,
+            &format!("the body is larger than {max_body} bytes"),
+        );
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), max_body);
+    let body = match tokio::time::timeout(body_timeout, limited.collect()).await {
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                40,
+                "the body did not arrive in time",
+            );
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                40,
+                &format!("the body is larger than {max_body} bytes"),
+            );
+        }
+        Ok(Err(_)) => return answer(StatusCode::BAD_REQUEST, 40, "unreadable body"),
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    tokio::task::spawn_blocking(move || receive(&store, &method, &path, &body))
+        .await
+        .unwrap_or_else(|_| answer(StatusCode::INTERNAL_SERVER_ERROR, 50, "receiver failed"))
+}
+
+/// Serves one connection (plain or TLS) to its end.
+async fn serve_connection<IO>(io: IO, opts: &ServeOptions)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (store, max_body, body_timeout) = (opts.store.clone(), opts.max_body, opts.body_timeout);
+    let service = hyper::service::service_fn(move |req| {
+        let store = store.clone();
+        async move { Ok::<_, Infallible>(handle(req, store, max_body, body_timeout).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
 /// Runs the push receiver until SIGTERM or SIGINT.
-pub fn serve(listen: SocketAddr, store: PathBuf) -> anyhow::Result<()> {
-    fsutil::create_dir_all(&store).with_context(|| format!("cannot create {}", store.display()))?;
+pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    fsutil::create_dir_all(&opts.store)
+        .with_context(|| format!("cannot create {}", opts.store.display()))?;
+    let acceptor = match &opts.tls {
+        Some((cert, key, client_ca)) => Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+            crate::tls::server_config(cert, key, client_ca.as_deref())?,
+        ))),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let opts = std::sync::Arc::new(opts);
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
         println!(
-            "alive receiver listening on http://{}",
+            "alive receiver listening on {}://{}",
+            if acceptor.is_some() { "https" } else { "http" },
             listener.local_addr()?
         );
         std::io::stdout().flush()?;
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
-            let (tcp, _) = tokio::select! {
-                c = listener.accept() => c?,
+            let (tcp, peer) = tokio::select! {
+                c = listener.accept() => match c {
+                    Ok(c) => c,
+                    // Out of file descriptors and the like: keep serving.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             };
-            let store = store.clone();
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %peer, max_connections = opts.max_connections,
+                    "too many connections: closed");
+                drop(tcp);
+                continue;
+            };
+            let (opts, acceptor) = (opts.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let store = store.clone();
-                        async move {
-                            let (method, path) =
-                                (req.method().clone(), req.uri().path().to_owned());
-                            let body = match req.into_body().collect().await {
-                                Ok(b) => b.to_bytes(),
-                                Err(_) => {
-                                    return Ok::<_, Infallible>(answer(
-                                        StatusCode::BAD_REQUEST,
-                                        40,
-                                        "unreadable body",
-                                    ));
-                                }
-                            };
-                            let r = tokio::task::spawn_blocking(move || {
-                                receive(&store, &method, &path, &body)
-                            })
-                            .await;
-                            Ok(r.unwrap_or_else(|_| {
-                                answer(StatusCode::INTERNAL_SERVER_ERROR, 50, "receiver failed")
-                            }))
+                let _permit = permit;
+                match acceptor {
+                    None => serve_connection(tcp, &opts).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(opts.header_timeout, acceptor.accept(tcp)).await
+                        {
+                            Ok(Ok(tls)) => serve_connection(tls, &opts).await,
+                            Ok(Err(e)) => {
+                                tracing::warn!(peer = %peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::warn!(peer = %peer, "TLS handshake timed out"),
                         }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                    .await;
+                    }
+                }
             });
         }
         eprintln!("alive receiver stopped");
@@ -371,5 +485,21 @@ mod tests {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let r = receive(dir.path(), &Method::GET, "/other", b"");
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // Other spellings of the same id land in the same file.
+        for spelling in [
+            id.to_string().to_uppercase(),
+            format!(" {} ", id.hyphenated()),
+        ] {
+            let other = besked::alive_envelope(id, Uuid::nil(), "2026-11-24T01:00:00Z")
+                .replace(&id.to_string(), &spelling);
+            let r = receive(
+                dir.path(),
+                &Method::POST,
+                "/besked/modtag",
+                &besked::modtag_besked_input(other.as_bytes()),
+            );
+            assert_eq!(r.status(), StatusCode::OK, "{spelling}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

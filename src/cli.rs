@@ -25,6 +25,11 @@ pub struct Cli {
     /// Log format on stderr: `text` for people, `json` for schedulers.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Let other crates' debug and trace logs through (AMQP frames, TLS and
+    /// HTTP details, which carry credentials and tokens). Refused unless
+    /// every configured peer (register, STS, broker) is on loopback.
+    #[arg(long, global = true)]
+    pub debug_wire: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,12 +92,64 @@ pub struct UserTarget {
     /// The authority's CVR.
     #[arg(long, value_parser = parse_cvr_arg)]
     pub authority: u32,
-    /// The citizen's CPR number.
-    #[arg(long, conflicts_with = "cvr", required_unless_present = "cvr")]
+    #[command(flatten)]
+    pub nummer: Nummer,
+}
+
+/// The end user: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Nummer {
+    /// The citizen's CPR number, or `-` to read it from standard input
+    /// (which keeps it out of `ps` and shell history).
+    #[arg(long)]
     pub cpr: Option<String>,
+    /// Read the citizen's CPR number from this file (its first line).
+    #[arg(long)]
+    pub cpr_file: Option<PathBuf>,
     /// The company's CVR number.
     #[arg(long)]
     pub cvr: Option<String>,
+}
+
+impl Nummer {
+    /// The validated number and its kind. Errors never show the number.
+    pub fn resolve(&self) -> anyhow::Result<(KeyKind, u32)> {
+        let (text, kind, from) = match (&self.cpr, &self.cpr_file, &self.cvr) {
+            (Some(c), None, None) if c == "-" => (
+                read_first_line(io::stdin().lock(), "standard input")?,
+                KeyKind::Cpr,
+                "--cpr -".to_owned(),
+            ),
+            (Some(c), None, None) => (c.clone(), KeyKind::Cpr, "--cpr".to_owned()),
+            (None, Some(f), None) => {
+                let file = std::fs::File::open(f)
+                    .with_context(|| format!("--cpr-file: cannot open {}", f.display()))?;
+                (
+                    read_first_line(io::BufReader::new(file), &f.display().to_string())?,
+                    KeyKind::Cpr,
+                    format!("--cpr-file {}", f.display()),
+                )
+            }
+            (None, None, Some(c)) => (c.clone(), KeyKind::Cvr, "--cvr".to_owned()),
+            _ => bail!(UsageError(
+                "give exactly one of --cpr, --cpr-file and --cvr".into()
+            )),
+        };
+        let value = keys::parse_kind(kind, text.trim().as_bytes())
+            .map_err(|e| UsageError(format!("{from}: {e}")))?;
+        Ok((kind, value))
+    }
+}
+
+/// The first line of `r` (at most 64 bytes are read: a number is short).
+fn read_first_line(r: impl io::BufRead, what: &str) -> anyhow::Result<String> {
+    use io::BufRead;
+    let mut line = String::new();
+    r.take(64)
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the number from {what}"))?;
+    Ok(line)
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,14 +182,13 @@ pub enum AliveCommand {
         timeout: u64,
     },
     /// AliveBeskedModtag: a push receiver, POST /besked/modtag.
-    Serve {
-        /// Address to listen on (port 0: any free port; the address is printed).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// Where received messages are stored.
-        #[arg(long)]
-        store: PathBuf,
-    },
+    ///
+    /// Bodies are limited (413 above), headers and bodies must arrive in
+    /// time, connections are capped. HTTPS and mutual TLS come from
+    /// [alive] serve_cert / serve_key / serve_client_ca in --config (or
+    /// the flags); without them it speaks plain HTTP and belongs on
+    /// loopback behind a TLS-terminating proxy.
+    Serve(Box<ServeArgs>),
     /// Send one AliveBesked and wait until it arrives; prints the round trip.
     Check {
         #[arg(long)]
@@ -144,6 +200,40 @@ pub enum AliveCommand {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Where received messages are stored (default: [alive] push_store).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// A config file with an [alive] section (store, TLS settings).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Largest body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Seconds for the TLS handshake and for each request's headers.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds for a request's body.
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// HTTPS certificate (PEM); overrides [alive] serve_cert.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS key (PEM); overrides [alive] serve_key.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -508,6 +598,9 @@ fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    if cli.debug_wire {
+        crate::config::DEBUG_WIRE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     match cli.command {
         Command::Snapshot(SnapshotCommand::Build(a)) => snapshot_build(&a),
         Command::Snapshot(SnapshotCommand::Inspect(a)) => snapshot_inspect(&a),
@@ -546,8 +639,34 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             to,
             outage_deadline,
         } => publish_command(&config, to.as_deref(), outage_deadline),
-        Command::Alive(AliveCommand::Serve { listen, store }) => {
-            crate::alive::serve(listen, store)?;
+        Command::Alive(AliveCommand::Serve(a)) => {
+            let alive = match &a.config {
+                Some(c) => load_config(c)?.alive,
+                None => None,
+            };
+            let store = a
+                .store
+                .clone()
+                .or_else(|| alive.as_ref().and_then(|x| x.push_store.clone()))
+                .ok_or_else(|| UsageError("give --store or [alive] push_store".into()))?;
+            let mut opts = crate::alive::ServeOptions::new(a.listen, store);
+            opts.max_body = a.max_body_bytes.max(1);
+            opts.header_timeout = std::time::Duration::from_secs(a.header_timeout_secs.max(1));
+            opts.body_timeout = std::time::Duration::from_secs(a.body_timeout_secs.max(1));
+            opts.max_connections = a.max_connections.max(1);
+            opts.tls = match (&a.tls_cert, &a.tls_key, &alive) {
+                (Some(c), Some(k), _) => Some((c.clone(), k.clone(), a.client_ca.clone())),
+                (_, _, Some(x)) => match (&x.serve_cert, &x.serve_key) {
+                    (Some(c), Some(k)) => Some((
+                        c.clone(),
+                        k.clone(),
+                        a.client_ca.clone().or_else(|| x.serve_client_ca.clone()),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            };
+            crate::alive::serve(opts)?;
             Ok(exit::OK)
         }
         Command::Alive(AliveCommand::Send { config, timeout }) => {
@@ -945,11 +1064,13 @@ fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<u8> {
 
 /// The broker URL from the environment variable `var`.
 fn amqp_from_env(var: &str) -> anyhow::Result<String> {
-    std::env::var(var).map_err(|_| {
+    let url = std::env::var(var).map_err(|_| {
         anyhow::Error::new(UsageError(format!(
             "the environment variable {var} (the broker's URL) is not set"
         )))
-    })
+    })?;
+    crate::config::check_debug_wire(var, &url).map_err(|e| anyhow::Error::new(UsageError(e)))?;
+    Ok(url)
 }
 
 /// One SF2250 pass-through `PUT`; the number is validated first and never printed.
@@ -966,13 +1087,7 @@ fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> 
         .register
         .as_ref()
         .ok_or_else(|| UsageError(format!("{}: no [register] section", t.config.display())))?;
-    let (nummer, kind) = match (&t.cpr, &t.cvr) {
-        (Some(cpr), None) => (cpr, KeyKind::Cpr),
-        (None, Some(cvr)) => (cvr, KeyKind::Cvr),
-        _ => bail!(UsageError("give exactly one of --cpr and --cvr".into())),
-    };
-    let value = keys::parse_kind(kind, nummer.trim().as_bytes())
-        .map_err(|e| UsageError(format!("--{}: {e}", kind.as_str().to_lowercase())))?;
+    let (kind, value) = t.nummer.resolve()?;
     let nummer = keys::format(kind, value);
     if !signup {
         let mut reader = quick_xml::Reader::from_reader(&body[..]);

@@ -149,7 +149,9 @@ fn best_parameter(gaps: &[u32]) -> u32 {
 /// Decodes `n` keys of one kind, returning them sorted.
 pub fn decode(kind: KeyKind, data: &[u8], n: usize) -> Result<Vec<u32>, CorruptPayload> {
     let mut reader = BitReader::new(data);
-    let mut out = Vec::with_capacity(n);
+    // Every key takes at least one bit: a header that claims more keys than
+    // the payload can hold never allocates for them.
+    let mut out = Vec::with_capacity(n.min(data.len().saturating_mul(8)));
     let mut prev: i64 = -1;
     while out.len() < n {
         let k = reader.get(5) as u32;

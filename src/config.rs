@@ -177,6 +177,11 @@ pub struct AliveConfig {
     /// Seconds to wait for the round trip.
     #[serde(default = "default_alive_timeout")]
     pub timeout_secs: u64,
+    /// `alive serve` over HTTPS: its certificate and key (PEM).
+    pub serve_cert: Option<PathBuf>,
+    pub serve_key: Option<PathBuf>,
+    /// `alive serve` with mutual TLS: the CA client certificates must chain to.
+    pub serve_client_ca: Option<PathBuf>,
 }
 
 fn default_via() -> String {
@@ -336,6 +341,23 @@ pub enum Source {
     Https(String),
     /// The NemSMS Register over OIOREST.
     Oiorest,
+}
+
+/// Set by `--debug-wire`: other crates' debug logs (frames, credentials)
+/// are let through, so every configured peer must be on loopback.
+pub static DEBUG_WIRE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With `--debug-wire`, refuses a peer URL that is not on loopback.
+pub fn check_debug_wire(field: &str, url: &str) -> Result<(), String> {
+    if DEBUG_WIRE.load(std::sync::atomic::Ordering::Relaxed) && !crate::secret::is_loopback_url(url)
+    {
+        return Err(format!(
+            "--debug-wire logs credentials and tokens, so it only runs against loopback peers; \
+             {field} is {}",
+            crate::secret::redact_url(url)
+        ));
+    }
+    Ok(())
 }
 
 /// The validated configuration.
@@ -541,8 +563,20 @@ impl Config {
         {
             return Err(fail("alive.via", "must be \"pull\" or \"push\"".into()));
         }
+        if let Some(a) = &raw.alive
+            && (a.serve_cert.is_some() != a.serve_key.is_some()
+                || (a.serve_client_ca.is_some() && a.serve_cert.is_none()))
+        {
+            return Err(fail(
+                "alive.serve_cert",
+                "serve_cert and serve_key go together, and serve_client_ca needs them".into(),
+            ));
+        }
         let alive = raw.alive.map(|mut a| {
             a.push_store = a.push_store.map(|p| base.join(p));
+            a.serve_cert = a.serve_cert.map(|p| base.join(p));
+            a.serve_key = a.serve_key.map(|p| base.join(p));
+            a.serve_client_ca = a.serve_client_ca.map(|p| base.join(p));
             a
         });
         if register.is_none() && !matches!(source, Source::Files(_)) {
@@ -612,6 +646,21 @@ impl Config {
             bail!("{}: no [[authority]] is configured", path.display());
         }
         let e = raw.envelope;
+        if let Some(r) = &register {
+            check_debug_wire("register.base_url", &r.base_url)
+                .map_err(|e| fail("register.base_url", e))?;
+        }
+        if let Some(b) = &beskedfordeler {
+            check_debug_wire("beskedfordeler.url", b.url.expose())
+                .map_err(|e| fail("beskedfordeler.url", e))?;
+            if let crate::sts::TokenSource::Sts(s) = &b.tokens {
+                check_debug_wire("beskedfordeler.sts.url", &s.url)
+                    .map_err(|e| fail("beskedfordeler.sts.url", e))?;
+            }
+        }
+        if let Source::Https(t) = &source {
+            check_debug_wire("source", t).map_err(|e| fail("source", e))?;
+        }
         Ok(Config {
             path: path.to_owned(),
             state_dir: base.join(raw.state_dir),

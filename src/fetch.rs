@@ -185,10 +185,7 @@ impl Client {
     pub fn new(cfg: &RegisterConfig, cert: &Path, key: &Path) -> anyhow::Result<Client> {
         let mut pem = std::fs::read(cert)
             .with_context(|| format!("cannot read client certificate {}", cert.display()))?;
-        pem.extend(
-            std::fs::read(key)
-                .with_context(|| format!("cannot read client key {}", key.display()))?,
-        );
+        pem.extend(crate::tls::read_key_file(key)?);
         let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
             format!(
                 "{} / {}: not a PEM certificate and key",

@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod generate;
 pub mod guard;
+pub mod harden;
 pub mod keys;
 pub mod outbox;
 pub mod parse;

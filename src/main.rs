@@ -7,8 +7,9 @@ use clap::Parser;
 use nemsms_diff::{cli, exit};
 
 fn main() -> ExitCode {
+    nemsms_diff::harden::process();
     let cli = cli::Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.debug_wire);
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
@@ -23,17 +24,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr: `RUST_LOG` filters (default `info`).
-fn init_logging(format: cli::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs go to stderr: `RUST_LOG` filters (default `info`). Other crates
+/// (lapin logs SASL responses and every frame, token header included, at
+/// debug and trace; reqwest, hyper and rustls log connection details) are
+/// capped at `info` whatever `RUST_LOG` says, unless `--debug-wire`
+/// (which refuses anything but loopback peers).
+fn init_logging(format: cli::LogFormat, debug_wire: bool) {
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+    use tracing_subscriber::prelude::*;
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = filter_fn(move |meta| {
+        debug_wire
+            || meta.target().starts_with("nemsms_diff")
+            || *meta.level() <= tracing::Level::INFO
+    });
+    let filter = env.and(cap);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
     match format {
-        cli::LogFormat::Json => builder.json().init(),
-        cli::LogFormat::Text => builder.init(),
+        cli::LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().with_filter(filter))
+            .init(),
+        cli::LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Files without a `"` take the fast path: the body is split into chunks at
 //! line boundaries and the chunks are parsed in parallel. Files with quotes
-//! go through the `csv` crate. [`read_list`] memory-maps a file and is the
+//! go through the `csv` crate. [`read_list`] reads a file (capped) and is the
 //! only function here that touches the disk.
 
 use std::path::{Path, PathBuf};
@@ -74,22 +74,36 @@ pub enum ListFileError {
     Parse { path: PathBuf, source: ParseError },
 }
 
-/// Memory-maps and parses one list file.
+/// The largest list file read (a national list is about 100 MB).
+pub const MAX_LIST_BYTES: u64 = 4 << 30;
+
+/// Reads and parses one list file.
 pub fn read_list(path: &Path) -> Result<ParsedList, ListFileError> {
     let io = |source| ListFileError::Io {
         path: path.to_owned(),
         source,
     };
+    use std::io::Read;
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    let result = if len == 0 {
-        parse_list(&[])
-    } else {
-        // SAFETY: the map is read-only and lives only for this call; lists
-        // are written by renaming complete files into place, never in place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        parse_list(&map)
-    };
+    if len > MAX_LIST_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "the list is larger than the limit of {MAX_LIST_BYTES} bytes"
+        ))));
+    }
+    // Read, not memory-mapped: a file truncated by someone else while it
+    // is parsed must be an error, not a SIGBUS. Reading from the page cache
+    // costs a copy, a few milliseconds for a national list.
+    let mut bytes = Vec::with_capacity(len as usize + 1);
+    file.take(MAX_LIST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_LIST_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "the list grew past the limit of {MAX_LIST_BYTES} bytes while it was read"
+        ))));
+    }
+    let result = parse_list(&bytes);
     result.map_err(|source| ListFileError::Parse {
         path: path.to_owned(),
         source,

@@ -79,6 +79,11 @@ pub enum Hostile {
     CountBeyond,
     /// Delliste bodies that never end.
     Endless,
+    /// Every request answered with a redirect to plain http (302 for GET,
+    /// 307, which would resend the body, for PUT and DELETE).
+    RedirectHttp,
+    /// `PUT` calls fail with a Fejl that echoes the CPR or CVR number.
+    EchoNumber,
 }
 
 #[derive(Clone)]
@@ -249,6 +254,24 @@ impl Sim {
     }
 
     fn route(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Resp {
+        if self.opts.hostile == Some(Hostile::RedirectHttp) {
+            let mut r = respond(
+                if method == Method::GET {
+                    StatusCode::FOUND
+                } else {
+                    StatusCode::TEMPORARY_REDIRECT
+                },
+                Bytes::new(),
+            );
+            let location = format!("http://127.0.0.1:9{path}?{query}");
+            r.headers_mut().insert(
+                hyper::header::LOCATION,
+                hyper::header::HeaderValue::from_str(&location).unwrap_or(
+                    hyper::header::HeaderValue::from_static("http://127.0.0.1:9/"),
+                ),
+            );
+            return r;
+        }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         if let ["files", date, file] = parts.as_slice() {
             return self.file(method, date, file);
@@ -301,6 +324,22 @@ impl Sim {
                 }
                 if body.is_empty() {
                     return fejl(StatusCode::BAD_REQUEST, "4003", "empty body");
+                }
+                if self.opts.hostile == Some(Hostile::EchoNumber) {
+                    let dashed = format!(
+                        "{}-{}",
+                        &nummer[..6.min(nummer.len())],
+                        &nummer[6.min(nummer.len())..]
+                    );
+                    let id = format!("fejl-{nummer}");
+                    return respond(
+                        StatusCode::BAD_REQUEST,
+                        wire::write_fejl(
+                            &id,
+                            "4004",
+                            &format!("Slutbruger {nummer} ({dashed}) kan ikke opdateres"),
+                        ),
+                    );
                 }
                 self.record("PUT", path, body);
                 respond(StatusCode::NO_CONTENT, Bytes::new())

@@ -68,10 +68,7 @@ impl Tokens {
             TokenSource::Sts(c) => {
                 let mut pem = std::fs::read(&c.client_cert)
                     .with_context(|| format!("cannot read {}", c.client_cert.display()))?;
-                pem.extend(
-                    std::fs::read(&c.client_key)
-                        .with_context(|| format!("cannot read {}", c.client_key.display()))?,
-                );
+                pem.extend(crate::tls::read_key_file(&c.client_key)?);
                 let ca = std::fs::read(&c.ca_cert)
                     .with_context(|| format!("cannot read {}", c.ca_cert.display()))?;
                 Some(

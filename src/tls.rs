@@ -28,9 +28,32 @@ pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// Reads a private key file, warning when others than its owner may read it.
+pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read key {}", path.display()))?;
+    let mode = file
+        .metadata()
+        .with_context(|| format!("cannot read key {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "private key readable by others than its owner: chmod 600 it"
+        );
+    }
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut pem)
+        .with_context(|| format!("cannot read key {}", path.display()))?;
+    Ok(pem)
+}
+
 /// Reads the private key of a PEM file.
 pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).with_context(|| format!("cannot read key {}", path.display()))?;
+    let pem = read_key_file(path)?;
     rustls_pemfile::private_key(&mut &pem[..])
         .with_context(|| format!("{}: not a PEM key file", path.display()))?
         .with_context(|| format!("{}: no private key in the file", path.display()))
