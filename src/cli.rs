@@ -1235,6 +1235,9 @@ fn snapshot_build(a: &BuildArgs) -> anyhow::Result<u8> {
         },
         keys: list.keys,
     };
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fsutil::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let bytes = snapshot::write(&a.output, &snap)
         .with_context(|| format!("cannot write snapshot {}", a.output.display()))?;
     let n = snap.keys.len();

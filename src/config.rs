@@ -738,6 +738,62 @@ register_sysid = "1234"
     }
 
     #[test]
+    fn plain_amqp_only_to_a_loopback_test_broker() {
+        let with = |bf: &str| format!("{GOOD}\n[beskedfordeler]\ntoken = \"t\"\n{bf}\n");
+        let tls = "ca_cert = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"";
+        for (bf, expected) in [
+            (
+                "url = \"amqp://u:p@127.0.0.1:5672/%2f\"",
+                "would carry the token and every envelope in clear",
+            ),
+            (
+                "url = \"amqp://u:p@10.1.2.3:5672/%2f\"\ninsecure_broker = true",
+                "only allowed to a loopback broker",
+            ),
+            (
+                &format!("url = \"amqp://127.0.0.1:5672/%2f\"\ninsecure_broker = true\n{tls}"),
+                "amqp:// would not use TLS",
+            ),
+            (
+                "url = \"amqps://bf.example:5671/BF\"",
+                "amqps:// needs ca_cert",
+            ),
+            (
+                &format!("url = \"amqps://bf.example:5671/BF\"\ninsecure_broker = true\n{tls}"),
+                "only for plain amqp://",
+            ),
+            ("url = \"http://bf.example/\"", "must be an amqps:// URL"),
+        ] {
+            let e = err(&with(bf));
+            assert!(e.contains(expected), "{bf}: {e}");
+            assert!(!e.contains("u:p@"), "{bf}: the password shows: {e}");
+        }
+        for bf in [
+            "url = \"amqp://u:p@127.0.0.1:5672/%2f\"\ninsecure_broker = true".to_owned(),
+            "url = \"amqp://u:p@[::1]:5672/%2f\"\ninsecure_broker = true".to_owned(),
+            format!("url = \"amqps://bf.example:5671/BF?auth_mechanism=external\"\n{tls}"),
+        ] {
+            Config::parse(&with(&bf), Path::new("/etc/nemsms.toml")).unwrap();
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_passwords() {
+        let text = format!(
+            "{GOOD}\n[beskedfordeler]\nurl = \"amqp://svc:pass%40word@127.0.0.1:5672/%2f\"\n\
+             insecure_broker = true\ntoken = \"tok-SECRET-42\"\n"
+        );
+        let cfg = Config::parse(&text, Path::new("/etc/nemsms.toml")).unwrap();
+        let shown = format!("{cfg:?} {cfg:#?}");
+        assert!(!shown.contains("tok-SECRET-42"), "{shown}");
+        assert!(
+            !shown.contains("pass%40word") && !shown.contains("pass@word"),
+            "{shown}"
+        );
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
     fn the_example_config_parses_with_the_documented_defaults() {
         let cfg = Config::parse(
             include_str!("../fixtures/config.example.toml"),

@@ -167,7 +167,8 @@ pub fn generate_test_certs(dir: &Path) -> anyhow::Result<()> {
     let (client, client_key) = leaf(vec![], "FOCES test client", &ca_issuer)?;
     write("client.pem", &client)?;
     write("client-key.pem", &client_key)?;
-    let (_, other_issuer) = ca("some other CA")?;
+    let (other_ca, other_issuer) = ca("some other CA")?;
+    write("other-ca.pem", &other_ca)?;
     let (other, other_key) = leaf(vec![], "unknown client", &other_issuer)?;
     write("other-client.pem", &other)?;
     write("other-client-key.pem", &other_key)?;

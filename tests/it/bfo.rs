@@ -629,20 +629,21 @@ fn amqps_with_client_certificate_and_sasl_external() {
         "",
     );
     let _emulator = flow.emulator(&[]);
-    let with_cert = |cert: &str, key: &str| {
+    let with_ca_and_cert = |ca: &str, cert: &str, key: &str| {
         let text = fs::read_to_string(flow.path().join("config.toml")).unwrap();
         let head = text.split("\n[beskedfordeler]").next().unwrap().to_owned();
         let c = certs.display();
         fs::write(
             flow.path().join("config.toml"),
             format!(
-                "{head}\n[beskedfordeler]\nurl = \"{amqps}\"\nexchange = \"{}\"\ntoken = \"t\"\nca_cert = \"{c}/ca.pem\"\n\
+                "{head}\n[beskedfordeler]\nurl = \"{amqps}\"\nexchange = \"{}\"\ntoken = \"t\"\nca_cert = \"{c}/{ca}\"\n\
                  client_cert = \"{c}/{cert}\"\nclient_key = \"{c}/{key}\"\noutage_deadline = \"2s\"\nmax_backoff_ms = 100\n",
                 flow.exchange
             ),
         )
         .unwrap();
     };
+    let with_cert = |cert: &str, key: &str| with_ca_and_cert("ca.pem", cert, key);
     // A certificate from another CA is refused: publish stops, clearly.
     with_cert("other-client.pem", "other-client-key.pem");
     let out = flow.publish();
@@ -652,6 +653,25 @@ fn amqps_with_client_certificate_and_sasl_external() {
         "{}",
         stdout(&out)
     );
+    // The broker's certificate is checked against ca_cert alone: with
+    // another CA configured it is refused, even when the system's trust
+    // store (SSL_CERT_FILE) holds the broker's CA.
+    with_ca_and_cert("other-ca.pem", "client.pem", "client-key.pem");
+    for system_roots in [None, Some(certs.join("ca.pem"))] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"));
+        cmd.args(["publish", "--config", "config.toml"])
+            .current_dir(flow.path());
+        if let Some(roots) = &system_roots {
+            cmd.env("SSL_CERT_FILE", roots);
+        }
+        let out = cmd.output().unwrap();
+        assert_code(&out, 4);
+        let text = format!("{}{}", stdout(&out), crate::stderr(&out));
+        assert!(
+            text.contains("cannot connect to Beskedfordeler") && text.contains("UnknownIssuer"),
+            "{system_roots:?}: {text}"
+        );
+    }
     // The authority's certificate gets in; every event arrives.
     with_cert("client.pem", "client-key.pem");
     let out = flow.publish();

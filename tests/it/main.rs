@@ -7,6 +7,7 @@ mod disk;
 mod faults;
 mod register;
 mod run;
+mod security;
 
 use std::path::Path;
 use std::process::{Command, Output};
