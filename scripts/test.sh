@@ -6,6 +6,9 @@
 # scripts/faults.sh runs five.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The permissive umask of a fresh machine: every file the job writes must
+# still be private (tests/it/security.rs checks the modes).
+umask 022
 
 # Tools the tests use, from Debian's packages when missing.
 if ! command -v xmllint >/dev/null; then
