@@ -796,7 +796,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Simulate(SimulateCommand::Certs { out }) => {
             crate::tls::generate_test_certs(&out)?;
             eprintln!(
-                "wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, other-client.pem, other-client-key.pem to {}",
+                "wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, other-ca.pem, other-client.pem, other-client-key.pem to {}",
                 out.display()
             );
             Ok(exit::OK)

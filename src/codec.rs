@@ -290,6 +290,13 @@ mod tests {
     }
 
     #[test]
+    fn a_count_beyond_the_payload_allocates_nothing_for_it() {
+        let bytes = encode(KeyKind::Cpr, &[101901234, 3112999999]);
+        // A header claiming 2^40 keys: an error, not a 4 TiB allocation.
+        assert!(decode(KeyKind::Cpr, &bytes, 1 << 40).is_err());
+    }
+
+    #[test]
     fn dense_map_is_a_bijection_on_samples() {
         for key in [101901234u32, 3112999999, 2902001234, 1010100000, 3112990009] {
             let t = to_dense(KeyKind::Cpr, key);

@@ -535,6 +535,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_liste_id_stays_one_path_segment() {
+        for (id, path) in [
+            ("abc-123", "/register/1/aendringsliste/abc-123"),
+            (
+                "../../boks/0101901234",
+                "/register/1/aendringsliste/..%2F..%2Fboks%2F0101901234",
+            ),
+            ("a?b#c d", "/register/1/aendringsliste/a%3Fb%23c%20d"),
+            ("..", "/register/1/aendringsliste/%2E%2E"),
+        ] {
+            assert_eq!(delete_change_list_path("1", id), path);
+        }
+    }
+
+    #[test]
     fn references_roundtrip() {
         let rc = ReferenceCollection {
             list_id: "abc".into(),
