@@ -1,7 +1,7 @@
 //! Diff of the largest authority's two days: sort-and-merge against roaring.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nemsms_diff::{diff, generate, parse};
+use nemsms_diff::{domain::diff, domain::parse, sim::generate};
 use roaring::RoaringBitmap;
 
 fn bench(c: &mut Criterion) {

@@ -1,7 +1,7 @@
 //! Parse throughput of a key-only list on one core and on all cores.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nemsms_diff::{generate, parse};
+use nemsms_diff::{domain::parse, sim::generate};
 
 fn bench(c: &mut Criterion) {
     let (list, _) = generate::list_pair(740_000, 0.0, 1);

@@ -1,7 +1,7 @@
 //! Snapshot encode and decode of the largest authority's list (740k keys).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nemsms_diff::{generate, parse, snapshot};
+use nemsms_diff::{domain::parse, sim::generate, store::snapshot};
 
 fn bench(c: &mut Criterion) {
     let (list, _) = generate::list_pair(740_000, 0.0, 2);

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::keys;
+use crate::domain::keys;
 use crate::secret::Secret;
 
 /// ObjektType "Person" from KOMBIT's sample (not authoritative: configurable).
@@ -200,7 +200,7 @@ pub struct BeskedfordelerConfig {
     pub url: Secret,
     pub exchange: String,
     /// Where the `token` header comes from: static, or the STS.
-    pub tokens: crate::sts::TokenSource,
+    pub tokens: crate::beskedfordeler::sts::TokenSource,
     /// TLS for amqps: the broker's CA and our client certificate (PEM).
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Messages in flight.
@@ -370,7 +370,7 @@ pub struct Config {
     /// Where lists come from.
     pub source: Source,
     /// The Register connection (OIOREST and HTTPS sources, `user` calls).
-    pub register: Option<crate::fetch::RegisterConfig>,
+    pub register: Option<crate::register::fetch::RegisterConfig>,
     /// The Beskedfordeler connection (publish, alive).
     pub beskedfordeler: Option<BeskedfordelerConfig>,
     /// The AliveBesked check.
@@ -429,7 +429,7 @@ impl Config {
                         "concurrency settings must be at least 1".into(),
                     ));
                 }
-                Some(crate::fetch::RegisterConfig {
+                Some(crate::register::fetch::RegisterConfig {
                     base_url: r.base_url,
                     ca_cert: base.join(r.ca_cert),
                     client_cert: base.join(r.client_cert),
@@ -504,7 +504,7 @@ impl Config {
                     }
                 };
                 let tokens = match (b.token, b.sts) {
-                    (Some(t), None) => crate::sts::TokenSource::Static(t),
+                    (Some(t), None) => crate::beskedfordeler::sts::TokenSource::Static(t),
                     (None, Some(s)) => {
                         if !s.url.starts_with("https://") {
                             return Err(fail(
@@ -512,14 +512,18 @@ impl Config {
                                 "must be an https:// URL".into(),
                             ));
                         }
-                        crate::sts::TokenSource::Sts(crate::sts::StsConfig {
-                            url: s.url,
-                            ca_cert: base.join(s.ca_cert),
-                            client_cert: base.join(s.client_cert),
-                            client_key: base.join(s.client_key),
-                            service_entity_id: s.service_entity_id,
-                            refresh_before: std::time::Duration::from_secs(s.refresh_before_secs),
-                        })
+                        crate::beskedfordeler::sts::TokenSource::Sts(
+                            crate::beskedfordeler::sts::StsConfig {
+                                url: s.url,
+                                ca_cert: base.join(s.ca_cert),
+                                client_cert: base.join(s.client_cert),
+                                client_key: base.join(s.client_key),
+                                service_entity_id: s.service_entity_id,
+                                refresh_before: std::time::Duration::from_secs(
+                                    s.refresh_before_secs,
+                                ),
+                            },
+                        )
                     }
                     _ => {
                         return Err(fail(
@@ -653,7 +657,7 @@ impl Config {
         if let Some(b) = &beskedfordeler {
             check_debug_wire("beskedfordeler.url", b.url.expose())
                 .map_err(|e| fail("beskedfordeler.url", e))?;
-            if let crate::sts::TokenSource::Sts(s) = &b.tokens {
+            if let crate::beskedfordeler::sts::TokenSource::Sts(s) = &b.tokens {
                 check_debug_wire("beskedfordeler.sts.url", &s.url)
                     .map_err(|e| fail("beskedfordeler.sts.url", e))?;
             }

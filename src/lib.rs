@@ -1,36 +1,33 @@
 //! nemsms-diff: the nightly NemSMS registration-list job of the Danish
 //! municipalities' integration platform.
 //!
-//! Lists are parsed ([`parse`]) into validated keys ([`keys`]), kept as
-//! compact snapshots ([`snapshot`], [`codec`]) and compared ([`diff`]).
-//! `ARCHITECTURE.md` has the bird's-eye view and the invariants.
+//! Lists are parsed ([`domain::parse`]) into validated keys
+//! ([`domain::keys`]), kept as compact snapshots ([`store::snapshot`],
+//! [`domain::codec`]) and compared ([`domain::diff`]); the nightly run
+//! ([`nightly`]) fetches them from the Register ([`register`]) and writes
+//! the events to the outbox ([`store::outbox`]), which the publisher
+//! ([`beskedfordeler::publish`]) sends on. `ARCHITECTURE.md` has the
+//! bird's-eye view, the dependency rule and the invariants.
 
-pub mod alive;
-pub mod besked;
+// Layers, each importing only those below it (tests/it/arch.rs checks):
+//   cli → nightly → config → beskedfordeler → {register, store} → domain,
+// with the leaf utilities (exit, fsutil, crash, secret, tls, harden) under
+// everything, and `sim` (the test doubles, cargo feature `sim`) beside the
+// product: it may use anything, nothing but the `simulate` and `generate`
+// commands use it.
+pub mod beskedfordeler;
 pub mod cli;
-pub mod codec;
 pub mod config;
 pub mod crash;
-pub mod diff;
-pub mod emulator;
-pub mod envelope;
-pub mod fetch;
+pub mod domain;
 pub mod fsutil;
-pub mod generate;
-pub mod guard;
 pub mod harden;
-pub mod keys;
-pub mod outbox;
-pub mod parse;
-pub mod proxy;
-pub mod publish;
-pub mod run;
+pub mod nightly;
+pub mod register;
 pub mod secret;
-pub mod simulate;
-pub mod snapshot;
-pub mod sts;
+pub mod sim;
+pub mod store;
 pub mod tls;
-pub mod wire;
 
 /// Process exit codes (README, "Exit codes").
 pub mod exit {

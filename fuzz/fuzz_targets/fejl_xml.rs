@@ -1,5 +1,5 @@
 //! The Register's error body (Fejl).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = nemsms_diff::wire::parse_fejl(data);
+    let _ = nemsms_diff::register::wire::parse_fejl(data);
 });

@@ -30,7 +30,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     f.write_all(&h).unwrap();
     f.write_all(&payload).unwrap();
     drop(f);
-    if let Ok((_, envelopes)) = nemsms_diff::outbox::open(&path) {
+    if let Ok((_, envelopes)) = nemsms_diff::store::outbox::open(&path) {
         for e in envelopes {
             if e.is_err() {
                 break;

@@ -197,7 +197,7 @@ fn assert_no_cpr(text: &str, what: &str) {
         "{what}: the CPR number shows:\n{text}"
     );
     assert_eq!(
-        nemsms_diff::keys::redact_cpr(text),
+        nemsms_diff::domain::keys::redact_cpr(text),
         text,
         "{what}: something CPR-shaped shows:\n{text}"
     );
@@ -579,9 +579,13 @@ fn the_push_receiver_speaks_mutual_tls_when_configured() {
     let url = format!("{}/besked/modtag", receiver.url());
     assert!(url.starts_with("https://"), "{url}");
     let id = uuid::Uuid::new_v4();
-    let body = nemsms_diff::besked::modtag_besked_input(
-        nemsms_diff::besked::alive_envelope(id, uuid::Uuid::nil(), "2026-11-24T01:00:00Z")
-            .as_bytes(),
+    let body = nemsms_diff::beskedfordeler::besked::modtag_besked_input(
+        nemsms_diff::beskedfordeler::besked::alive_envelope(
+            id,
+            uuid::Uuid::nil(),
+            "2026-11-24T01:00:00Z",
+        )
+        .as_bytes(),
     );
     let ca = reqwest::Certificate::from_pem(&fs::read(d.join("certs/ca.pem")).unwrap()).unwrap();
     let client = |identity: Option<&str>| {

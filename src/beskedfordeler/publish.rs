@@ -32,7 +32,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use uuid::Uuid;
 
 use crate::config::BeskedfordelerConfig;
-use crate::{besked, fsutil, outbox};
+use crate::{beskedfordeler::besked, fsutil, store::outbox};
 
 /// The direct reply-to pseudo queue.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -189,7 +189,7 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
     runtime.block_on(async {
         let mut outcomes = Vec::new();
         let mut link: Option<Link> = None;
-        let mut tokens = crate::sts::Tokens::new(&cfg.tokens)?;
+        let mut tokens = crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?;
         for path in outbox::list(state)? {
             let header = outbox::read_header(&path)?;
             let cursor = outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
@@ -228,7 +228,7 @@ async fn publish_batch(
     start: u64,
     cfg: &BeskedfordelerConfig,
     link_slot: &mut Option<Link>,
-    tokens: &mut crate::sts::Tokens,
+    tokens: &mut crate::beskedfordeler::sts::Tokens,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
         .strip_prefix(
@@ -583,10 +583,12 @@ pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
     let mut n = 0;
     for path in outbox::list(state)? {
         let (header, envelopes) = outbox::open(&path)?;
-        let out = dir.join(header.date.to_string()).join(crate::keys::format(
-            crate::keys::KeyKind::Cvr,
-            header.authority,
-        ));
+        let out = dir
+            .join(header.date.to_string())
+            .join(crate::domain::keys::format(
+                crate::domain::keys::KeyKind::Cvr,
+                header.authority,
+            ));
         fsutil::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
         for (i, env) in envelopes.enumerate() {
             let env = env?;

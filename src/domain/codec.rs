@@ -17,7 +17,7 @@
 //!
 //! Decoding inverts the map, checks that every key is valid, and sorts.
 
-use crate::keys::{self, KeyKind};
+use crate::domain::keys::{self, KeyKind};
 
 /// Gaps per Rice block; each block starts with its 5-bit parameter.
 pub const BLOCK: usize = 128;

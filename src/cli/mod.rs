@@ -11,9 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 use time::{Date, OffsetDateTime};
 
-use crate::diff::{self, Changes};
-use crate::keys::{self, KeyKind, KeySet};
-use crate::{exit, fsutil, generate, parse, snapshot};
+use crate::domain::diff::{self, Changes};
+use crate::domain::keys::{self, KeyKind, KeySet};
+use crate::{domain::parse, exit, fsutil, sim::generate, store::snapshot};
 
 /// Nightly NemSMS registration-list diff: snapshots, changes and
 /// Beskedfordeler events.
@@ -290,7 +290,7 @@ pub enum SimulateCommand {
         #[arg(long)]
         rate_kbit: Option<u64>,
         /// Cut each connection after MIN-MAX bytes (both ways; K and M suffixes).
-        #[arg(long, value_parser = crate::proxy::parse_byte_range)]
+        #[arg(long, value_parser = crate::sim::proxy::parse_byte_range)]
         cut_after: Option<(u64, u64)>,
         /// The share of connections that get --cut-after.
         #[arg(long, default_value_t = 1.0)]
@@ -332,7 +332,7 @@ pub struct BfoArgs {
     pub exchange: String,
     /// A dueslag: QUEUE=BESKEDTYPE or QUEUE=BESKEDTYPE:FILE (ObjektIds, one a line). Repeatable.
     #[arg(long = "subscribe")]
-    pub subscriptions: Vec<crate::emulator::Subscription>,
+    pub subscriptions: Vec<crate::sim::emulator::Subscription>,
     /// Push accepted messages of --push-beskedtype here as ModtagBeskedInput.
     #[arg(long)]
     pub push_to: Option<String>,
@@ -406,7 +406,7 @@ pub struct RegisterSimArgs {
     pub consumed_through: Option<Date>,
     /// A hostile register: answers crafted to attack the client.
     #[arg(long, value_enum)]
-    pub hostile: Option<crate::simulate::Hostile>,
+    pub hostile: Option<crate::sim::simulate::Hostile>,
 }
 
 #[derive(Debug, Args)]
@@ -631,7 +631,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::User(UserCommand::Signup { target }) => user_call(
             &target,
-            crate::wire::myndighedstilmelding_body().into_bytes(),
+            crate::register::wire::myndighedstilmelding_body().into_bytes(),
             true,
         ),
         Command::Publish {
@@ -649,7 +649,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .clone()
                 .or_else(|| alive.as_ref().and_then(|x| x.push_store.clone()))
                 .ok_or_else(|| UsageError("give --store or [alive] push_store".into()))?;
-            let mut opts = crate::alive::ServeOptions::new(a.listen, store);
+            let mut opts = crate::beskedfordeler::alive::ServeOptions::new(a.listen, store);
             opts.max_body = a.max_body_bytes.max(1);
             opts.header_timeout = std::time::Duration::from_secs(a.header_timeout_secs.max(1));
             opts.body_timeout = std::time::Duration::from_secs(a.body_timeout_secs.max(1));
@@ -666,7 +666,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 _ => None,
             };
-            crate::alive::serve(opts)?;
+            crate::beskedfordeler::alive::serve(opts)?;
             Ok(exit::OK)
         }
         Command::Alive(AliveCommand::Send { config, timeout }) => {
@@ -680,11 +680,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             let id = runtime.block_on(async {
                 let token = tokio::time::timeout_at(
                     deadline.into(),
-                    crate::sts::Tokens::new(&bfo.tokens)?.get(cfg.authorities[0].cvr),
+                    crate::beskedfordeler::sts::Tokens::new(&bfo.tokens)?
+                        .get(cfg.authorities[0].cvr),
                 )
                 .await
                 .map_err(|_| anyhow::anyhow!("ran out of time while getting a token"))??;
-                crate::alive::send(bfo, cfg.envelope.beskedansvarlig_aktoer, &token, deadline).await
+                crate::beskedfordeler::alive::send(
+                    bfo,
+                    cfg.envelope.beskedansvarlig_aktoer,
+                    &token,
+                    deadline,
+                )
+                .await
             });
             runtime.shutdown_background();
             let id = id?;
@@ -703,7 +710,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Simulate(SimulateCommand::Beskedfordeler(a)) => {
             let a = *a;
-            crate::emulator::serve(crate::emulator::Options {
+            crate::sim::emulator::serve(crate::sim::emulator::Options {
                 amqp: amqp_from_env(&a.amqp_env)?,
                 exchange: a.exchange,
                 subscriptions: a.subscriptions,
@@ -725,7 +732,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             ttl_secs,
             record,
         }) => {
-            crate::simulate::serve_sts(crate::simulate::StsOptions {
+            crate::sim::simulate::serve_sts(crate::sim::simulate::StsOptions {
                 listen,
                 cert,
                 key,
@@ -741,8 +748,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             idle_ms,
         }) => {
             let amqp = amqp_from_env(&amqp_env)?;
-            let ids =
-                crate::emulator::drain(&amqp, &queue, std::time::Duration::from_millis(idle_ms))?;
+            let ids = crate::sim::emulator::drain(
+                &amqp,
+                &queue,
+                std::time::Duration::from_millis(idle_ms),
+            )?;
             let mut out = BufWriter::new(io::stdout().lock());
             for id in &ids {
                 writeln!(out, "{id}")?;
@@ -764,7 +774,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             if !(0.0..=1.0).contains(&cut_share) {
                 bail!(UsageError("--cut-share must be between 0 and 1".into()));
             }
-            crate::proxy::serve(crate::proxy::Options {
+            crate::sim::proxy::serve(crate::sim::proxy::Options {
                 listen,
                 upstream,
                 latency: std::time::Duration::from_millis(latency_ms),
@@ -778,7 +788,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Simulate(SimulateCommand::Load { config, limit }) => {
             let cfg = load_config(&config)?;
-            let r = crate::emulator::load(&cfg.state_dir, bfo_config(&cfg)?, limit)?;
+            let r = crate::sim::emulator::load(&cfg.state_dir, bfo_config(&cfg)?, limit)?;
             println!(
                 "emulator alone: {} messages in flight at once, {} answered 20, {} refused, {:.2} s: {:.0} messages/s",
                 r.messages,
@@ -806,7 +816,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 bail!(UsageError("--fail-share must be between 0 and 1".into()));
             }
             let a = *a;
-            crate::simulate::serve_register(crate::simulate::RegisterOptions {
+            crate::sim::simulate::serve_register(crate::sim::simulate::RegisterOptions {
                 data: a.data,
                 listen: a.listen,
                 cert: a.cert,
@@ -858,7 +868,7 @@ fn set_outage_deadline(cfg: &mut crate::config::Config, d: Option<std::time::Dur
 fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyhow::Result<u8> {
     let mut cfg = load_config(&a.config)?;
     set_outage_deadline(&mut cfg, a.outage_deadline);
-    let req = crate::run::Request {
+    let req = crate::nightly::run::Request {
         dates,
         authorities: a.authorities.clone(),
         accept_mass_change: a.accept_mass_change.iter().copied().collect(),
@@ -866,7 +876,7 @@ fn run_command(a: &CommonRunArgs, dates: Vec<Date>, kind: &'static str) -> anyho
         kind,
         wait_for_service_window: a.wait_for_service_window,
     };
-    let report = crate::run::execute(&cfg, &req)?;
+    let report = crate::nightly::run::execute(&cfg, &req)?;
     let mut out = BufWriter::new(io::stdout().lock());
     writeln!(
         out,
@@ -960,13 +970,13 @@ fn alive_check(
         .as_ref()
         .ok_or_else(|| UsageError(format!("{}: no [alive] section", cfg.path.display())))?;
     let via = match via {
-        "pull" => crate::alive::Via::Pull(
+        "pull" => crate::beskedfordeler::alive::Via::Pull(
             alive
                 .dueslag_queue
                 .clone()
                 .ok_or_else(|| UsageError("[alive] dueslag_queue is needed for pull".into()))?,
         ),
-        _ => crate::alive::Via::Push(
+        _ => crate::beskedfordeler::alive::Via::Push(
             alive
                 .push_store
                 .clone()
@@ -975,7 +985,7 @@ fn alive_check(
     };
     // AliveBesked carries no authority's data; its token is the first
     // configured authority's.
-    crate::alive::check(
+    crate::beskedfordeler::alive::check(
         bfo,
         cfg.envelope.beskedansvarlig_aktoer,
         cfg.authorities[0].cvr,
@@ -995,7 +1005,7 @@ fn publish_command(
         let dir = to
             .strip_prefix("dir:")
             .ok_or_else(|| UsageError(format!("--to {to}: expected dir:PATH")))?;
-        let n = crate::publish::publish_to_dir(&cfg.state_dir, Path::new(dir))?;
+        let n = crate::beskedfordeler::publish::publish_to_dir(&cfg.state_dir, Path::new(dir))?;
         println!("wrote {n} envelopes under {dir}");
         return Ok(exit::OK);
     }
@@ -1005,7 +1015,7 @@ fn publish_command(
 /// Publishes, prints a table, writes a JSON report; the exit code.
 fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<u8> {
     let bfo = bfo_config(cfg)?;
-    let outcomes = crate::publish::publish_all(&cfg.state_dir, bfo)?;
+    let outcomes = crate::beskedfordeler::publish::publish_all(&cfg.state_dir, bfo)?;
     let mut out = BufWriter::new(io::stdout().lock());
     writeln!(
         out,
@@ -1029,7 +1039,7 @@ fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<u8> {
     }
     let incomplete = outcomes
         .iter()
-        .any(|o| o.status != crate::publish::BatchStatus::Published);
+        .any(|o| o.status != crate::beskedfordeler::publish::BatchStatus::Published);
     writeln!(
         out,
         "{} batches, {} events confirmed now{}",
@@ -1107,11 +1117,11 @@ fn user_call(t: &UserTarget, body: Vec<u8>, signup: bool) -> anyhow::Result<u8> 
         .client_cert
         .clone()
         .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
-    let client = crate::fetch::Client::new(register, &cert, &key)?;
+    let client = crate::register::fetch::Client::new(register, &cert, &key)?;
     let path = if signup {
-        crate::wire::myndighedstilmelding_path(&authority.register_sysid, &nummer)
+        crate::register::wire::myndighedstilmelding_path(&authority.register_sysid, &nummer)
     } else {
-        crate::wire::boks_path(&authority.register_sysid, &nummer)
+        crate::register::wire::boks_path(&authority.register_sysid, &nummer)
     };
     let status = client.put(&path, body).map_err(|e| {
         anyhow::anyhow!(
@@ -1147,8 +1157,8 @@ fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {
         )?;
     }
     let mut failed = false;
-    for path in crate::outbox::list(&cfg.state_dir)? {
-        let h = match crate::outbox::read_header(&path) {
+    for path in crate::store::outbox::list(&cfg.state_dir)? {
+        let h = match crate::store::outbox::read_header(&path) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -1157,7 +1167,7 @@ fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {
             }
         };
         let cursor =
-            crate::outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
+            crate::store::outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
         let published = if h.n_events == 0 || cursor >= h.n_events {
             "yes".to_owned()
         } else if cursor == 0 {
@@ -1194,7 +1204,7 @@ fn outbox_show(
     limit: Option<u64>,
 ) -> anyhow::Result<u8> {
     let cfg = load_config(config)?;
-    let path = crate::outbox::batch_path(&cfg.state_dir, authority, date);
+    let path = crate::store::outbox::batch_path(&cfg.state_dir, authority, date);
     if !path.exists() {
         bail!(
             "no batch for authority {} on {date} ({} does not exist)",
@@ -1202,7 +1212,7 @@ fn outbox_show(
             path.display()
         );
     }
-    let (header, envelopes) = crate::outbox::open(&path)?;
+    let (header, envelopes) = crate::store::outbox::open(&path)?;
     let mut out = BufWriter::new(io::stdout().lock());
     for env in envelopes.take(limit.unwrap_or(u64::MAX) as usize) {
         out.write_all(&env?)?;

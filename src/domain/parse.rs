@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::keys::{self, KeyError, KeyKind, KeySet};
+use crate::domain::keys::{self, KeyError, KeyKind, KeySet};
 
 /// A parsed list with what the summary reports about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use lapin::types::FieldTable;
 use uuid::Uuid;
 
 use crate::config::BeskedfordelerConfig;
-use crate::{besked, fsutil, publish};
+use crate::{beskedfordeler::besked, beskedfordeler::publish, fsutil};
 
 fn now_utc() -> String {
     time::OffsetDateTime::now_utc()
@@ -151,7 +151,7 @@ pub fn check(
     let deadline = started + timeout;
     let result = runtime.block_on(async {
         let token = step(deadline, "getting a token", async {
-            crate::sts::Tokens::new(&cfg.tokens)?
+            crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?
                 .get(token_authority)
                 .await
         })

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use time::Date;
 
-use crate::keys::{self, KeyKind};
+use crate::domain::keys::{self, KeyKind};
 
 /// What to generate.
 #[derive(Debug, Clone)]

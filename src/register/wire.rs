@@ -28,8 +28,8 @@ use std::io::BufRead;
 use quick_xml::Reader;
 use quick_xml::events::Event as XmlEvent;
 
-use crate::diff::Change;
-use crate::keys::{self, KeyKind};
+use crate::domain::diff::Change;
+use crate::domain::keys::{self, KeyKind};
 
 /// Namespace of every document.
 pub const NS: &str = "urn:oio:dkal:1.0.0";
@@ -457,13 +457,13 @@ pub fn parse_fejl(body: &[u8]) -> Option<Fejl> {
         if let Node::Text(path, t) = node {
             match path[path.len() - 1].as_slice() {
                 b"FejlIdentifikator" => {
-                    id = crate::keys::redact_cpr(&t.chars().take(100).collect::<String>())
+                    id = crate::domain::keys::redact_cpr(&t.chars().take(100).collect::<String>())
                 }
                 b"FejlKode" => {
-                    code = crate::keys::redact_cpr(&t.chars().take(20).collect::<String>())
+                    code = crate::domain::keys::redact_cpr(&t.chars().take(20).collect::<String>())
                 }
                 b"FejlTekst" => {
-                    text = crate::keys::redact_cpr(&t.chars().take(500).collect::<String>())
+                    text = crate::domain::keys::redact_cpr(&t.chars().take(500).collect::<String>())
                 }
                 _ => {}
             }

@@ -19,7 +19,7 @@
 //! | 72 | 8 | CVR payload bytes |
 //! | 80 | 8 | XXH3-64 of the payload |
 //! | 88 | 8 | XXH3-64 of bytes 0..88 |
-//! | 96 | … | CPR payload, then CVR payload ([`crate::codec`]) |
+//! | 96 | … | CPR payload, then CVR payload ([`crate::domain::codec`]) |
 //!
 //! [`decode`] verifies magic, version, length and both checksums and every
 //! key; anything else is a [`SnapshotError`], never a panic.
@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use time::{Date, OffsetDateTime};
 
-use crate::codec;
-use crate::keys::{KeyKind, KeySet};
+use crate::domain::codec;
+use crate::domain::keys::{KeyKind, KeySet};
 
 /// The first eight bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"NEMSSNAP";
@@ -274,7 +274,7 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary, SnapshotError> {
         })
         .unwrap_or_else(|| "invalid".into());
     Ok(Summary {
-        authority: crate::keys::format(KeyKind::Cvr, h.meta.authority),
+        authority: crate::domain::keys::format(KeyKind::Cvr, h.meta.authority),
         date: h.meta.date.to_string(),
         taken_at,
         n_cpr: h.n_cpr,

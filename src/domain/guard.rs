@@ -6,7 +6,7 @@
 //! keys changed, the authority is quarantined. Pure.
 
 use crate::config::GuardConfig;
-use crate::diff::Changes;
+use crate::domain::diff::Changes;
 
 /// Why an authority was quarantined.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,7 +75,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::KindChanges;
+    use crate::domain::diff::KindChanges;
 
     fn changes(up: usize, off: usize) -> Changes {
         Changes {

@@ -34,10 +34,13 @@ use rayon::prelude::*;
 use time::Date;
 
 use crate::config::{Authority, Config, FirstRun, ListMode, Source};
-use crate::diff::{self, Changes};
-use crate::envelope::{BatchContext, Event, Renderer};
-use crate::keys::{self, KeyKind, KeySet};
-use crate::{crash, fetch, fsutil, guard, outbox, parse, snapshot, wire};
+use crate::domain::diff::{self, Changes};
+use crate::domain::envelope::{BatchContext, Event, Renderer};
+use crate::domain::keys::{self, KeyKind, KeySet};
+use crate::{
+    crash, domain::guard, domain::parse, fsutil, register::fetch, register::wire, store::outbox,
+    store::snapshot,
+};
 
 /// How long a run waits for another run's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

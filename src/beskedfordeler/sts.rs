@@ -112,7 +112,7 @@ impl Tokens {
         {
             return Ok(c.token.expose().to_owned());
         }
-        let cvr = crate::keys::format(crate::keys::KeyKind::Cvr, authority);
+        let cvr = crate::domain::keys::format(crate::domain::keys::KeyKind::Cvr, authority);
         let http = self.http.as_ref().expect("STS client");
         let mut resp = http
             .post(&cfg.url)

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use backon::{BlockingRetryable, ExponentialBuilder};
 
-use crate::keys::{KeySet, sort_dedup};
-use crate::wire::{self, Fejl, ListKind, WireError};
+use crate::domain::keys::{KeySet, sort_dedup};
+use crate::register::wire::{self, Fejl, ListKind, WireError};
 
 /// Settings of the connection to the Register.
 #[derive(Debug, Clone, PartialEq)]

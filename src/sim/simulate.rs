@@ -1,7 +1,7 @@
 //! The register simulator: the NemSMS Register's list calls over HTTPS.
 //!
 //! Serves lists made by `generate` (`DATA/<date>/<cvr>.csv`) in the wire
-//! format of [`crate::wire`], with client-certificate verification: full
+//! format of [`crate::register::wire`], with client-certificate verification: full
 //! lists, change lists computed between the last deleted day and the asked
 //! day (deletable), and the `PUT` pass-through calls (recorded). Fault
 //! injection: a share of 500 answers, slow answers, truncated bodies, a
@@ -23,9 +23,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use rand::{Rng, SeedableRng};
 use time::Date;
 
-use crate::diff::{self, Change};
-use crate::keys::{self, KeyKind, KeySet};
-use crate::wire::{self, ListKind};
+use crate::domain::diff::{self, Change};
+use crate::domain::keys::{self, KeyKind, KeySet};
+use crate::register::wire::{self, ListKind};
 
 /// How to run the simulator.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ impl Sim {
             .data
             .join(date.to_string())
             .join(format!("{}.csv", keys::format(KeyKind::Cvr, cvr)));
-        let list = crate::parse::read_list(&path).map_err(|e| {
+        let list = crate::domain::parse::read_list(&path).map_err(|e| {
             Box::new(fejl(
                 StatusCode::NOT_FOUND,
                 "4040",
@@ -649,7 +649,7 @@ pub struct StsOptions {
 }
 
 /// Runs the STS simulator: answers every `POST` carrying a
-/// `RequestSecurityToken` with a test assertion (see [`crate::sts`]).
+/// `RequestSecurityToken` with a test assertion (see [`crate::beskedfordeler::sts`]).
 pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
     let tls = Arc::new(crate::tls::server_config(
         &opts.cert,
@@ -673,7 +673,7 @@ pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
                     Ok(b) => b.to_bytes(),
                     Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, "unreadable body")),
                 };
-                let (service, cvr) = match crate::sts::parse_request(&body) {
+                let (service, cvr) = match crate::beskedfordeler::sts::parse_request(&body) {
                     Ok(v) => v,
                     Err(e) => return Ok(respond(StatusCode::BAD_REQUEST, e)),
                 };
@@ -689,7 +689,7 @@ pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
                     + jiff::SignedDuration::try_from(ttl).unwrap_or_default();
                 Ok(respond(
                     StatusCode::OK,
-                    crate::sts::response(&service, &cvr, expires),
+                    crate::beskedfordeler::sts::response(&service, &cvr, expires),
                 ))
             }
         },

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use time::Date;
 
-use crate::envelope::{Event, Renderer};
-use crate::{crash, fsutil, keys};
+use crate::domain::envelope::{Event, Renderer};
+use crate::{crash, domain::keys, fsutil};
 
 /// The first eight bytes of every batch file.
 pub const MAGIC: &[u8; 8] = b"NEMSOUTB";
@@ -48,7 +48,7 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BatchHeader {
     pub authority: u32,
-    #[serde(serialize_with = "crate::outbox::ser_date")]
+    #[serde(serialize_with = "crate::store::outbox::ser_date")]
     pub date: Date,
     pub n_events: u64,
     pub n_signed_up: u64,
@@ -165,8 +165,8 @@ pub fn write_batch(
             encoder.write_all(&buf)?;
             n += 1;
             match event.change {
-                crate::diff::Change::SignedUp => up += 1,
-                crate::diff::Change::SignedOff => off += 1,
+                crate::domain::diff::Change::SignedUp => up += 1,
+                crate::domain::diff::Change::SignedOff => off += 1,
             }
             if n == total / 2 + 1 {
                 encoder.flush()?;
@@ -359,9 +359,9 @@ pub fn list(state: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::Change;
-    use crate::envelope::{BatchContext, tests::config};
-    use crate::keys::KeyKind;
+    use crate::domain::diff::Change;
+    use crate::domain::envelope::{BatchContext, tests::config};
+    use crate::domain::keys::KeyKind;
 
     fn events(n: u32) -> Vec<Event> {
         (0..n)

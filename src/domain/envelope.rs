@@ -17,8 +17,8 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::config::EnvelopeConfig;
-pub use crate::diff::Change;
-use crate::keys::{self, KeyKind};
+pub use crate::domain::diff::Change;
+use crate::domain::keys::{self, KeyKind};
 
 /// Namespace of the envelope.
 pub const KUVERT_NS: &str = "urn:oio:besked:kuvert:1.0";

@@ -4,7 +4,7 @@
 //! sorted keys; measured faster than roaring bitmaps for these sparse sets
 //! (see `benches/diff.rs`).
 
-use crate::keys::{KeyKind, KeySet};
+use crate::domain::keys::{KeyKind, KeySet};
 
 /// Changes of one key kind, both sorted ascending.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

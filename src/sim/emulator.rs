@@ -27,7 +27,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use uuid::Uuid;
 
-use crate::besked;
+use crate::beskedfordeler::besked;
 
 /// A dueslag: a queue that gets the messages of one beskedtype.
 #[derive(Debug, Clone)]
@@ -468,8 +468,8 @@ pub fn load(
     limit: Option<usize>,
 ) -> anyhow::Result<LoadReport> {
     let mut bodies = Vec::new();
-    'batches: for path in crate::outbox::list(state)? {
-        let (_, envelopes) = crate::outbox::open(&path)?;
+    'batches: for path in crate::store::outbox::list(state)? {
+        let (_, envelopes) = crate::store::outbox::open(&path)?;
         for e in envelopes {
             if limit.is_some_and(|l| bodies.len() >= l) {
                 break 'batches;
@@ -484,10 +484,10 @@ pub fn load(
     );
     let ids: Vec<String> = bodies
         .iter()
-        .map(|b| crate::publish::besked_id(b).unwrap_or_default())
+        .map(|b| crate::beskedfordeler::publish::besked_id(b).unwrap_or_default())
         .collect();
     let token = match &cfg.tokens {
-        crate::sts::TokenSource::Static(t) => t.expose().to_owned(),
+        crate::beskedfordeler::sts::TokenSource::Static(t) => t.expose().to_owned(),
         _ => "load-test".to_owned(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -495,10 +495,10 @@ pub fn load(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (_connection, channel) = crate::publish::connect(cfg).await?;
+        let (_connection, channel) = crate::beskedfordeler::publish::connect(cfg).await?;
         let mut replies = channel
             .basic_consume(
-                crate::publish::REPLY_TO.into(),
+                crate::beskedfordeler::publish::REPLY_TO.into(),
                 "load".into(),
                 BasicConsumeOptions {
                     no_ack: true,
@@ -514,7 +514,15 @@ pub fn load(
             let cfg = cfg.clone();
             tokio::spawn(async move {
                 for (i, (body, id)) in bodies.iter().zip(&ids).enumerate() {
-                    crate::publish::send(&channel, &cfg, &token, body, id, &i.to_string()).await?;
+                    crate::beskedfordeler::publish::send(
+                        &channel,
+                        &cfg,
+                        &token,
+                        body,
+                        id,
+                        &i.to_string(),
+                    )
+                    .await?;
                 }
                 Ok::<_, lapin::Error>(bodies.len())
             })

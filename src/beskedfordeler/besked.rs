@@ -9,7 +9,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event as XmlEvent;
 use uuid::Uuid;
 
-use crate::envelope::{KUVERT_NS, SAGDOK_NS};
+use crate::domain::envelope::{KUVERT_NS, SAGDOK_NS};
 
 /// Beskedtype of AliveBesked (seed 004).
 pub const ALIVE_BESKEDTYPE: Uuid = Uuid::from_u128(0xf7e8_4a06_c47e_42e8_a864_fb40_95d7_f520);

@@ -1,0 +1,4 @@
+//! The nightly run and backfill: per authority and date, fetch, snapshot,
+//! diff, guard and write the batch under the commit protocol.
+
+pub mod run;

@@ -1,0 +1,8 @@
+//! The lab: test doubles that speak the real protocols over loopback (the
+//! register simulator, the STS simulator, the Beskedfordeler emulator, the
+//! fault proxy), test certificates and the data generator. Not the product.
+
+pub mod emulator;
+pub mod generate;
+pub mod proxy;
+pub mod simulate;
