@@ -10,13 +10,12 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::beskedfordeler::BeskedfordelerConfig;
+use crate::beskedfordeler::alive::AliveConfig;
+use crate::domain::envelope::{EnvelopeConfig, FORTROLIGE_PERSONOPLYSNINGER, OBJEKTTYPE_PERSON};
+use crate::domain::guard::GuardConfig;
 use crate::domain::keys;
 use crate::secret::Secret;
-
-/// ObjektType "Person" from KOMBIT's sample (not authoritative: configurable).
-pub const OBJEKTTYPE_PERSON: &str = "ce7fcf97-a8a2-447a-8690-d38aa0f6e23c";
-/// Sikkerhedsklassificering "Fortrolige personoplysninger" from KOMBIT's sample.
-pub const FORTROLIGE_PERSONOPLYSNINGER: &str = "44f4108b-26d4-46de-a90f-35e35b55b8d8";
 
 /// What the first run for an authority (no previous snapshot) emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -163,60 +162,6 @@ fn default_max_backoff_ms() -> u64 {
     10_000
 }
 
-/// Where the AliveBesked check watches for its message.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AliveConfig {
-    /// The dueslag queue to consume (pull).
-    pub dueslag_queue: Option<String>,
-    /// The push receiver's store directory (`alive serve --store`).
-    pub push_store: Option<PathBuf>,
-    /// `pull` or `push`: how `run` checks before publishing.
-    #[serde(default = "default_via")]
-    pub via: String,
-    /// Seconds to wait for the round trip.
-    #[serde(default = "default_alive_timeout")]
-    pub timeout_secs: u64,
-    /// `alive serve` over HTTPS: its certificate and key (PEM).
-    pub serve_cert: Option<PathBuf>,
-    pub serve_key: Option<PathBuf>,
-    /// `alive serve` with mutual TLS: the CA client certificates must chain to.
-    pub serve_client_ca: Option<PathBuf>,
-}
-
-fn default_via() -> String {
-    "pull".into()
-}
-fn default_alive_timeout() -> u64 {
-    30
-}
-
-/// The connection to Beskedfordeler (SF1462 over AMQP 0-9-1).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BeskedfordelerConfig {
-    /// `amqps://host:5671/BF?auth_mechanism=external` (or `amqp://` to a
-    /// loopback test broker with `insecure_broker = true`). Secret: it may
-    /// hold a password; logs show `secret::redact_url` of it.
-    pub url: Secret,
-    pub exchange: String,
-    /// Where the `token` header comes from: static, or the STS.
-    pub tokens: crate::beskedfordeler::sts::TokenSource,
-    /// TLS for amqps: the broker's CA and our client certificate (PEM).
-    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
-    /// Messages in flight.
-    pub in_flight: usize,
-    /// A message without a reply after this long is sent again.
-    pub reply_timeout: std::time::Duration,
-    /// How long publishing rides out an outage (broker unreachable, or up
-    /// but answering nothing) without progress before it stops (exit 4).
-    pub outage_deadline: std::time::Duration,
-    pub max_backoff: std::time::Duration,
-    /// `run` publishes after committing.
-    pub publish_after_run: bool,
-    /// `run` checks the AliveBesked round trip before publishing.
-    pub alive_check_before_publish: bool,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRegister {
@@ -276,45 +221,6 @@ struct RawAuthority {
 
 fn default_mode() -> ListMode {
     ListMode::Full
-}
-
-/// Envelope settings: the UUIDs every `Haendelsesbesked` carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvelopeConfig {
-    /// Beskedtype "NemSMS tilmelding".
-    pub beskedtype: Uuid,
-    /// Our IT system, as BeskedAnsvarligAktoer.
-    pub beskedansvarlig_aktoer: Uuid,
-    /// Kildesystem (defaults to BeskedAnsvarligAktoer).
-    pub kildesystem: Uuid,
-    /// ObjektType of a citizen (CPR).
-    pub objekttype_person: Uuid,
-    /// ObjektType of a company (CVR).
-    pub objekttype_virksomhed: Uuid,
-    /// ObjektHandling of a sign-up.
-    pub handling_tilmeldt: Uuid,
-    /// ObjektHandling of a sign-off.
-    pub handling_afmeldt: Uuid,
-    /// Sikkerhedsklassificering.
-    pub sikkerhedsklassificering: Uuid,
-}
-
-/// Plausibility limits checked before anything is emitted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GuardConfig {
-    /// Largest allowed change in list size, as a share of yesterday's size.
-    pub max_size_change: f64,
-    /// Largest allowed number of changes, as a share of yesterday's size.
-    pub max_changed_share: f64,
-}
-
-impl Default for GuardConfig {
-    fn default() -> Self {
-        GuardConfig {
-            max_size_change: 0.05,
-            max_changed_share: 0.5,
-        }
-    }
 }
 
 /// One authority.
@@ -561,12 +467,6 @@ impl Config {
             }
             None => None,
         };
-        if let Some(a) = &raw.alive
-            && a.via != "pull"
-            && a.via != "push"
-        {
-            return Err(fail("alive.via", "must be \"pull\" or \"push\"".into()));
-        }
         if let Some(a) = &raw.alive
             && (a.serve_cert.is_some() != a.serve_key.is_some()
                 || (a.serve_client_ca.is_some() && a.serve_cert.is_none()))

@@ -133,6 +133,20 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// A file's modification time in Unix seconds.
+pub fn mtime(path: &Path) -> io::Result<i64> {
+    let modified = fs::metadata(path).and_then(|m| m.modified()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot read the modification time of {}: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(time::OffsetDateTime::from(modified).unix_timestamp())
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

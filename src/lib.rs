@@ -20,25 +20,13 @@ pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod domain;
+pub mod exit;
 pub mod fsutil;
 pub mod harden;
 pub mod nightly;
 pub mod register;
 pub mod secret;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod tls;
-
-/// Process exit codes (README, "Exit codes").
-pub mod exit {
-    /// Everything worked.
-    pub const OK: u8 = 0;
-    /// The command failed: bad input, a corrupt file, an I/O error.
-    pub const FAILURE: u8 = 1;
-    /// The command line or the configuration is wrong.
-    pub const USAGE: u8 = 2;
-    /// Some items (pairs, authorities) failed; the others completed.
-    pub const PARTIAL: u8 = 3;
-    /// Publishing stopped before every batch was confirmed (rerun resumes).
-    pub const PUBLISH_INCOMPLETE: u8 = 4;
-}

@@ -25,8 +25,43 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, Queu
 use lapin::types::FieldTable;
 use uuid::Uuid;
 
-use crate::config::BeskedfordelerConfig;
+use crate::beskedfordeler::BeskedfordelerConfig;
 use crate::{beskedfordeler::besked, beskedfordeler::publish, fsutil};
+
+/// Where the AliveBesked check watches for its message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliveConfig {
+    /// The dueslag queue to consume (pull).
+    pub dueslag_queue: Option<String>,
+    /// The push receiver's store directory (`alive serve --store`).
+    pub push_store: Option<PathBuf>,
+    /// How `run` checks before publishing.
+    #[serde(default)]
+    pub via: Via,
+    /// Seconds to wait for the round trip.
+    #[serde(default = "default_alive_timeout")]
+    pub timeout_secs: u64,
+    /// `alive serve` over HTTPS: its certificate and key (PEM).
+    pub serve_cert: Option<PathBuf>,
+    pub serve_key: Option<PathBuf>,
+    /// `alive serve` with mutual TLS: the CA client certificates must chain to.
+    pub serve_client_ca: Option<PathBuf>,
+}
+
+/// Where the AliveBesked check waits for its message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Consume the dueslag queue (AliveBeskedHent).
+    #[default]
+    Pull,
+    /// Watch the push receiver's store (AliveBeskedModtag).
+    Push,
+}
+fn default_alive_timeout() -> u64 {
+    30
+}
 
 fn now_utc() -> String {
     time::OffsetDateTime::now_utc()
@@ -125,7 +160,7 @@ pub async fn send(
 
 /// How `check` watches for the round trip.
 #[derive(Debug, Clone)]
-pub enum Via {
+pub enum Watch {
     /// Consume this dueslag queue.
     Pull(String),
     /// Watch this push receiver's store directory.
@@ -140,7 +175,7 @@ pub fn check(
     cfg: &BeskedfordelerConfig,
     aktoer: Uuid,
     token_authority: u32,
-    via: &Via,
+    via: &Watch,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -157,7 +192,7 @@ pub fn check(
         })
         .await?;
         match via {
-            Via::Pull(queue) => {
+            Watch::Pull(queue) => {
                 // Consume first, so the message cannot slip past.
                 let (_connection, channel) = step(
                     deadline,
@@ -213,7 +248,7 @@ pub fn check(
                 )
                 .await
             }
-            Via::Push(store) => {
+            Watch::Push(store) => {
                 let id = send(cfg, aktoer, &token, deadline).await?;
                 let file = store.join(format!("{id}.xml"));
                 step(

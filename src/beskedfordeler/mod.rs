@@ -5,3 +5,33 @@ pub mod alive;
 pub mod besked;
 pub mod publish;
 pub mod sts;
+
+use std::path::PathBuf;
+
+use crate::secret::Secret;
+
+/// The connection to Beskedfordeler (SF1462 over AMQP 0-9-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeskedfordelerConfig {
+    /// `amqps://host:5671/BF?auth_mechanism=external` (or `amqp://` to a
+    /// loopback test broker with `insecure_broker = true`). Secret: it may
+    /// hold a password; logs show `secret::redact_url` of it.
+    pub url: Secret,
+    pub exchange: String,
+    /// Where the `token` header comes from: static, or the STS.
+    pub tokens: crate::beskedfordeler::sts::TokenSource,
+    /// TLS for amqps: the broker's CA and our client certificate (PEM).
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Messages in flight.
+    pub in_flight: usize,
+    /// A message without a reply after this long is sent again.
+    pub reply_timeout: std::time::Duration,
+    /// How long publishing rides out an outage (broker unreachable, or up
+    /// but answering nothing) without progress before it stops (exit 4).
+    pub outage_deadline: std::time::Duration,
+    pub max_backoff: std::time::Duration,
+    /// `run` publishes after committing.
+    pub publish_after_run: bool,
+    /// `run` checks the AliveBesked round trip before publishing.
+    pub alive_check_before_publish: bool,
+}

@@ -31,7 +31,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use uuid::Uuid;
 
-use crate::config::BeskedfordelerConfig;
+use crate::beskedfordeler::BeskedfordelerConfig;
 use crate::{beskedfordeler::besked, fsutil, store::outbox};
 
 /// The direct reply-to pseudo queue.

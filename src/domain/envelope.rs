@@ -16,9 +16,34 @@ use quick_xml::events::BytesText;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::config::EnvelopeConfig;
 pub use crate::domain::diff::Change;
 use crate::domain::keys::{self, KeyKind};
+
+/// ObjektType "Person" from KOMBIT's sample (not authoritative: configurable).
+pub const OBJEKTTYPE_PERSON: &str = "ce7fcf97-a8a2-447a-8690-d38aa0f6e23c";
+/// Sikkerhedsklassificering "Fortrolige personoplysninger" from KOMBIT's sample.
+pub const FORTROLIGE_PERSONOPLYSNINGER: &str = "44f4108b-26d4-46de-a90f-35e35b55b8d8";
+
+/// Envelope settings: the UUIDs every `Haendelsesbesked` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeConfig {
+    /// Beskedtype "NemSMS tilmelding".
+    pub beskedtype: Uuid,
+    /// Our IT system, as BeskedAnsvarligAktoer.
+    pub beskedansvarlig_aktoer: Uuid,
+    /// Kildesystem (defaults to BeskedAnsvarligAktoer).
+    pub kildesystem: Uuid,
+    /// ObjektType of a citizen (CPR).
+    pub objekttype_person: Uuid,
+    /// ObjektType of a company (CVR).
+    pub objekttype_virksomhed: Uuid,
+    /// ObjektHandling of a sign-up.
+    pub handling_tilmeldt: Uuid,
+    /// ObjektHandling of a sign-off.
+    pub handling_afmeldt: Uuid,
+    /// Sikkerhedsklassificering.
+    pub sikkerhedsklassificering: Uuid,
+}
 
 /// Namespace of the envelope.
 pub const KUVERT_NS: &str = "urn:oio:besked:kuvert:1.0";
@@ -299,11 +324,11 @@ pub(crate) mod tests {
             beskedtype: u("11111111-1111-4111-8111-111111111111"),
             beskedansvarlig_aktoer: u("22222222-2222-4222-8222-222222222222"),
             kildesystem: u("22222222-2222-4222-8222-222222222222"),
-            objekttype_person: u(crate::config::OBJEKTTYPE_PERSON),
+            objekttype_person: u(OBJEKTTYPE_PERSON),
             objekttype_virksomhed: u("33333333-3333-4333-8333-333333333333"),
             handling_tilmeldt: u("44444444-4444-4444-8444-444444444444"),
             handling_afmeldt: u("55555555-5555-4555-8555-555555555555"),
-            sikkerhedsklassificering: u(crate::config::FORTROLIGE_PERSONOPLYSNINGER),
+            sikkerhedsklassificering: u(FORTROLIGE_PERSONOPLYSNINGER),
         }
     }
 

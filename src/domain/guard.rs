@@ -5,8 +5,25 @@
 //! a configured share, or when more than a configured share of yesterday's
 //! keys changed, the authority is quarantined. Pure.
 
-use crate::config::GuardConfig;
 use crate::domain::diff::Changes;
+
+/// Plausibility limits checked before anything is emitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardConfig {
+    /// Largest allowed change in list size, as a share of yesterday's size.
+    pub max_size_change: f64,
+    /// Largest allowed number of changes, as a share of yesterday's size.
+    pub max_changed_share: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            max_size_change: 0.05,
+            max_changed_share: 0.5,
+        }
+    }
+}
 
 /// Why an authority was quarantined.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

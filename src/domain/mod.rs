@@ -6,6 +6,7 @@
 //! [`envelope`] renders one `Haendelsesbesked` per change.
 
 pub mod codec;
+pub mod dates;
 pub mod diff;
 pub mod envelope;
 pub mod guard;

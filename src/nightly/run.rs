@@ -142,7 +142,7 @@ impl State {
     pub fn read_current(&self, authority: u32) -> anyhow::Result<Option<Date>> {
         let path = self.current(authority);
         match fs::read_to_string(&path) {
-            Ok(text) => crate::cli::parse_date(text.trim())
+            Ok(text) => crate::domain::dates::parse_date(text.trim())
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("{}: corrupt current pointer: {e}", path.display())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -203,7 +203,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
             .iter()
             .map(|&a| {
                 cfg.authority(a).ok_or_else(|| {
-                    anyhow::Error::new(crate::cli::UsageError(format!(
+                    anyhow::Error::new(crate::exit::UsageError(format!(
                         "authority {} is not in {}",
                         cvr(a),
                         cfg.path.display()
@@ -667,7 +667,7 @@ fn load_today(
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            let taken_at = crate::cli::mtime(&path).map_err(|e| format!("{e:#}"))?;
+            let taken_at = crate::fsutil::mtime(&path).map_err(|e| format!("{e:#}"))?;
             Ok(from_list(list, taken_at))
         }
         Source::Https(template) => {
@@ -785,7 +785,7 @@ impl ChangeListRecord {
     /// Whether the date it was fetched for is committed, given the
     /// authority's current snapshot date.
     fn committed(&self, current: Option<Date>) -> bool {
-        current.is_some_and(|c| crate::cli::parse_date(&self.date).is_ok_and(|d| d <= c))
+        current.is_some_and(|c| crate::domain::dates::parse_date(&self.date).is_ok_and(|d| d <= c))
     }
 
     fn path(state: &State, authority: u32) -> PathBuf {

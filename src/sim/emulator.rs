@@ -464,7 +464,7 @@ pub struct LoadReport {
 /// emulator (and the broker under it) answers.
 pub fn load(
     state: &std::path::Path,
-    cfg: &crate::config::BeskedfordelerConfig,
+    cfg: &crate::beskedfordeler::BeskedfordelerConfig,
     limit: Option<usize>,
 ) -> anyhow::Result<LoadReport> {
     let mut bodies = Vec::new();

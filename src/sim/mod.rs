@@ -2,6 +2,7 @@
 //! register simulator, the STS simulator, the Beskedfordeler emulator, the
 //! fault proxy), test certificates and the data generator. Not the product.
 
+pub mod certs;
 pub mod emulator;
 pub mod generate;
 pub mod proxy;

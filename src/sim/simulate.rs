@@ -293,7 +293,7 @@ impl Sim {
             query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("dato="))
-                .and_then(|d| crate::cli::parse_date(d).ok())
+                .and_then(|d| crate::domain::dates::parse_date(d).ok())
         };
         match (method, rest) {
             (&Method::GET, ["slutbrugerliste"]) => match date() {
@@ -350,7 +350,7 @@ impl Sim {
 
     /// `GET /files/<date>/<cvr>.csv`: a list as the file-based CSV.
     fn file(&self, method: &Method, date: &str, file: &str) -> Resp {
-        let valid = crate::cli::parse_date(date).is_ok()
+        let valid = crate::domain::dates::parse_date(date).is_ok()
             && file
                 .strip_suffix(".csv")
                 .is_some_and(|c| keys::parse_cvr_str(c).is_ok());

@@ -1,0 +1,165 @@
+//! `run` and `backfill`: the nightly job, then publishing if configured.
+
+use super::alive::{alive_check, via_name};
+use super::publish::{publish_and_report, set_outage_deadline};
+use super::*;
+
+#[derive(Debug, Args)]
+pub struct CommonRunArgs {
+    /// The configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Only these authorities (CVR; repeatable). Default: all configured.
+    #[arg(long = "authority", value_parser = parse_cvr_arg)]
+    pub authorities: Vec<u32>,
+    /// Release a quarantined authority for this run (CVR; repeatable).
+    #[arg(long = "accept-mass-change", value_parser = parse_cvr_arg)]
+    pub accept_mass_change: Vec<u32>,
+    /// Inside NemSMS's service window (Sunday 00:00-04:00 Danish time),
+    /// wait for it to end instead of failing.
+    #[arg(long)]
+    pub wait_for_service_window: bool,
+    /// Do not publish after committing, even if the config says so.
+    #[arg(long)]
+    pub no_publish: bool,
+    /// When publishing after the run: how long to ride out a Beskedfordeler
+    /// outage without progress, e.g. 10m, 90s (default: [beskedfordeler]
+    /// outage_deadline, itself 10m by default).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub outage_deadline: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// The list date, YYYY-MM-DD. Default: today in Denmark.
+    #[arg(long, value_parser = parse_date)]
+    pub date: Option<Date>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// First date, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date)]
+    pub from: Date,
+    /// Last date, YYYY-MM-DD (inclusive).
+    #[arg(long, value_parser = parse_date)]
+    pub to: Date,
+}
+
+/// Today's date in Denmark (Europe/Copenhagen), falling back to UTC.
+pub fn today_in_denmark() -> Date {
+    let zoned = jiff::ZonedDateTime::now();
+    let local = zoned.in_tz("Europe/Copenhagen").unwrap_or(zoned);
+    let month = time::Month::try_from(local.month() as u8).expect("valid month");
+    Date::from_calendar_date(i32::from(local.year()), month, local.day() as u8).expect("valid date")
+}
+
+pub(super) fn run_command(
+    a: &CommonRunArgs,
+    dates: Vec<Date>,
+    kind: &'static str,
+) -> anyhow::Result<u8> {
+    let mut cfg = load_config(&a.config)?;
+    set_outage_deadline(&mut cfg, a.outage_deadline);
+    let req = crate::nightly::run::Request {
+        dates,
+        authorities: a.authorities.clone(),
+        accept_mass_change: a.accept_mass_change.iter().copied().collect(),
+        progress: kind == "backfill",
+        kind,
+        wait_for_service_window: a.wait_for_service_window,
+    };
+    let report = crate::nightly::run::execute(&cfg, &req)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(
+        out,
+        "{:<9} {:<20} {:<10} {:>9} {:>9} {:>9}  status",
+        "authority", "name", "date", "keys", "tilmeldt", "afmeldt"
+    )?;
+    for o in &report.outcomes {
+        let keys = o.keys.map_or("-".to_owned(), |k| k.to_string());
+        let name: String = o.name.chars().take(20).collect();
+        write!(
+            out,
+            "{:<9} {:<20} {:<10} {:>9} {:>9} {:>9}  {}",
+            o.authority,
+            name,
+            o.date,
+            keys,
+            o.signed_up,
+            o.signed_off,
+            serde_json::to_value(o.status)?.as_str().unwrap_or("?")
+        )?;
+        match &o.message {
+            Some(m) if o.status.is_problem() => writeln!(out, ": {m}")?,
+            _ => writeln!(out)?,
+        }
+    }
+    writeln!(
+        out,
+        "{} authority-days, {} tilmeldt, {} afmeldt, {} need an operator; report {}",
+        report.outcomes.len(),
+        report.signed_up,
+        report.signed_off,
+        report.n_problems,
+        report
+            .report_path
+            .as_deref()
+            .map_or("-".into(), |p| p.display().to_string())
+    )?;
+    out.flush()?;
+    drop(out);
+    let run_code = if report.n_problems == 0 {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    };
+    let Some(bfo) = cfg
+        .beskedfordeler
+        .as_ref()
+        .filter(|b| b.publish_after_run && !a.no_publish)
+    else {
+        return Ok(run_code);
+    };
+    if bfo.alive_check_before_publish {
+        let via = cfg.alive.as_ref().map(|a| a.via).unwrap_or_default();
+        let timeout = cfg.alive.as_ref().map_or(30, |a| a.timeout_secs);
+        match alive_check(&cfg, via, timeout) {
+            Ok(rtt) => {
+                tracing::info!(
+                    via = via_name(via),
+                    rtt_ms = rtt.as_millis() as u64,
+                    "AliveBesked round trip"
+                )
+            }
+            Err(e) => {
+                eprintln!("error: AliveBesked check failed, nothing published: {e:#}");
+                return Ok(exit::PUBLISH_INCOMPLETE);
+            }
+        }
+    }
+    let publish_code = publish_and_report(&cfg)?;
+    Ok(run_code.max(publish_code))
+}
+
+pub(super) fn nightly_command(a: &RunArgs) -> anyhow::Result<u8> {
+    let date = a.date.unwrap_or_else(today_in_denmark);
+    run_command(&a.common, vec![date], "run")
+}
+
+pub(super) fn backfill_command(a: &BackfillArgs) -> anyhow::Result<u8> {
+    if a.from > a.to {
+        bail!(UsageError("--from must not be after --to".into()));
+    }
+    let mut dates = Vec::new();
+    let mut d = a.from;
+    while d <= a.to {
+        dates.push(d);
+        d = d.next_day().expect("dates within range");
+    }
+    run_command(&a.common, dates, "backfill")
+}

@@ -1,0 +1,169 @@
+//! `user …`: the SF2250 pass-through calls for one end user.
+
+use super::*;
+
+#[derive(Debug, Args)]
+pub struct UserTarget {
+    /// The configuration file ([register] and the authority's SysID).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The authority's CVR.
+    #[arg(long, value_parser = parse_cvr_arg)]
+    pub authority: u32,
+    #[command(flatten)]
+    pub nummer: Nummer,
+}
+
+/// The end user: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Nummer {
+    /// The citizen's CPR number, or `-` to read it from standard input
+    /// (which keeps it out of `ps` and shell history).
+    #[arg(long)]
+    pub cpr: Option<String>,
+    /// Read the citizen's CPR number from this file (its first line).
+    #[arg(long)]
+    pub cpr_file: Option<PathBuf>,
+    /// The company's CVR number.
+    #[arg(long)]
+    pub cvr: Option<String>,
+}
+
+impl Nummer {
+    /// The validated number and its kind. Errors never show the number.
+    pub fn resolve(&self) -> anyhow::Result<(KeyKind, u32)> {
+        let (text, kind, from) = match (&self.cpr, &self.cpr_file, &self.cvr) {
+            (Some(c), None, None) if c == "-" => (
+                read_first_line(io::stdin().lock(), "standard input")?,
+                KeyKind::Cpr,
+                "--cpr -".to_owned(),
+            ),
+            (Some(c), None, None) => (c.clone(), KeyKind::Cpr, "--cpr".to_owned()),
+            (None, Some(f), None) => {
+                let file = std::fs::File::open(f)
+                    .with_context(|| format!("--cpr-file: cannot open {}", f.display()))?;
+                (
+                    read_first_line(io::BufReader::new(file), &f.display().to_string())?,
+                    KeyKind::Cpr,
+                    format!("--cpr-file {}", f.display()),
+                )
+            }
+            (None, None, Some(c)) => (c.clone(), KeyKind::Cvr, "--cvr".to_owned()),
+            _ => bail!(UsageError(
+                "give exactly one of --cpr, --cpr-file and --cvr".into()
+            )),
+        };
+        let value = keys::parse_kind(kind, text.trim().as_bytes())
+            .map_err(|e| UsageError(format!("{from}: {e}")))?;
+        Ok((kind, value))
+    }
+}
+
+/// The first line of `r` (at most 64 bytes are read: a number is short).
+pub(super) fn read_first_line(r: impl io::BufRead, what: &str) -> anyhow::Result<String> {
+    use io::BufRead;
+    let mut line = String::new();
+    r.take(64)
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the number from {what}"))?;
+    Ok(line)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// OpdaterBorgerNemSMS: create or update the end user's master data
+    /// (PUT …/boks/{nummer} with a SlutbrugerStamdata body).
+    Update {
+        #[command(flatten)]
+        target: UserTarget,
+        /// The SlutbrugerStamdata XML body.
+        #[arg(long)]
+        stamdata: PathBuf,
+    },
+    /// TilmeldNemSMS: sign the end user up at all authorities
+    /// (PUT …/boks/{nummer}/myndighedstilmelding, Myndighedstilmelding = true).
+    Signup {
+        #[command(flatten)]
+        target: UserTarget,
+    },
+}
+
+/// One SF2250 pass-through `PUT`; the number is validated first and never printed.
+/// OpdaterBorgerNemSMS: `PUT …/boks/{nummer}` with the stamdata body.
+fn update_command(t: &UserTarget, stamdata: &Path) -> anyhow::Result<u8> {
+    let body =
+        std::fs::read(stamdata).with_context(|| format!("cannot read {}", stamdata.display()))?;
+    let mut reader = quick_xml::Reader::from_reader(&body[..]);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::DocType(_)) => {
+                bail!(UsageError("--stamdata: a DOCTYPE is not allowed".into()))
+            }
+            Ok(_) => buf.clear(),
+            Err(e) => bail!(UsageError(format!("--stamdata: not well-formed XML: {e}"))),
+        }
+    }
+    put(
+        t,
+        "OpdaterBorgerNemSMS",
+        crate::register::wire::boks_path,
+        body,
+    )
+}
+
+/// TilmeldNemSMS: `PUT …/boks/{nummer}/myndighedstilmelding`.
+fn signup_command(t: &UserTarget) -> anyhow::Result<u8> {
+    put(
+        t,
+        "TilmeldNemSMS",
+        crate::register::wire::myndighedstilmelding_path,
+        crate::register::wire::myndighedstilmelding_body().into_bytes(),
+    )
+}
+
+pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
+    match c {
+        UserCommand::Update { target, stamdata } => update_command(&target, &stamdata),
+        UserCommand::Signup { target } => signup_command(&target),
+    }
+}
+
+/// One SF2250 pass-through `PUT` of `body` to `path(sysid, nummer)`; the
+/// number is validated first and never printed (errors name `call`).
+fn put(
+    t: &UserTarget,
+    call: &str,
+    path: fn(&str, &str) -> String,
+    body: Vec<u8>,
+) -> anyhow::Result<u8> {
+    let cfg = load_config(&t.config)?;
+    let authority = cfg.authority(t.authority).ok_or_else(|| {
+        UsageError(format!(
+            "authority {} is not in {}",
+            keys::format(KeyKind::Cvr, t.authority),
+            t.config.display()
+        ))
+    })?;
+    let register = cfg
+        .register
+        .as_ref()
+        .ok_or_else(|| UsageError(format!("{}: no [register] section", t.config.display())))?;
+    let (kind, value) = t.nummer.resolve()?;
+    let nummer = keys::format(kind, value);
+    let (cert, key) = authority
+        .client_cert
+        .clone()
+        .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
+    let client = crate::register::fetch::Client::new(register, &cert, &key)?;
+    let status = client
+        .put(&path(&authority.register_sysid, &nummer), body)
+        .map_err(|e| anyhow::anyhow!("{call}: {e}"))?;
+    eprintln!(
+        "{call} for a {kind} at authority {}: HTTP {status}",
+        keys::format(KeyKind::Cvr, authority.cvr)
+    );
+    Ok(exit::OK)
+}
