@@ -68,6 +68,16 @@ pub fn temp_path(path: &Path) -> io::Result<std::path::PathBuf> {
     )))
 }
 
+/// The pid of the process writing temp file `path` (a name made by
+/// [`temp_path`]), or `None` if `path` is no temp file.
+pub fn temp_writer(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    if !name.starts_with('.') {
+        return None;
+    }
+    name.rsplit_once(".tmp.")?.1.parse().ok()
+}
+
 /// Writes `bytes` to `path` atomically and durably, mode 0600.
 ///
 /// A reader sees either the old file or the complete new one, never a part.

@@ -3,7 +3,6 @@
 use super::*;
 use crate::domain::diff::Changes;
 use crate::domain::keys::KeySet;
-use crate::domain::parse;
 use rayon::prelude::*;
 
 #[derive(Debug, Args)]
@@ -41,7 +40,7 @@ pub fn load_keys(path: &Path) -> anyhow::Result<KeySet> {
     if crate::store::snapshot::is_snapshot(&head[..n]) {
         Ok(crate::store::snapshot::read(path)?.keys)
     } else {
-        Ok(parse::read_list(path)?.keys)
+        Ok(crate::store::lists::read_list(path)?.keys)
     }
 }
 

@@ -3,6 +3,7 @@
 use super::alive::{alive_check, via_name};
 use super::publish::{publish_and_report, set_outage_deadline};
 use super::*;
+use crate::nightly::report::RunKind;
 
 #[derive(Debug, Args)]
 pub struct CommonRunArgs {
@@ -61,7 +62,7 @@ pub fn today_in_denmark() -> Date {
 pub(super) fn run_command(
     a: &CommonRunArgs,
     dates: Vec<Date>,
-    kind: &'static str,
+    kind: RunKind,
 ) -> anyhow::Result<u8> {
     let mut cfg = load_config(&a.config)?;
     set_outage_deadline(&mut cfg, a.outage_deadline);
@@ -69,7 +70,7 @@ pub(super) fn run_command(
         dates,
         authorities: a.authorities.clone(),
         accept_mass_change: a.accept_mass_change.iter().copied().collect(),
-        progress: kind == "backfill",
+        progress: kind == RunKind::Backfill,
         kind,
         wait_for_service_window: a.wait_for_service_window,
     };
@@ -148,7 +149,7 @@ pub(super) fn run_command(
 
 pub(super) fn nightly_command(a: &RunArgs) -> anyhow::Result<u8> {
     let date = a.date.unwrap_or_else(today_in_denmark);
-    run_command(&a.common, vec![date], "run")
+    run_command(&a.common, vec![date], RunKind::Run)
 }
 
 pub(super) fn backfill_command(a: &BackfillArgs) -> anyhow::Result<u8> {
@@ -161,5 +162,5 @@ pub(super) fn backfill_command(a: &BackfillArgs) -> anyhow::Result<u8> {
         dates.push(d);
         d = d.next_day().expect("dates within range");
     }
-    run_command(&a.common, dates, "backfill")
+    run_command(&a.common, dates, RunKind::Backfill)
 }

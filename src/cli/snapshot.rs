@@ -1,7 +1,6 @@
 //! Snapshot files: build, inspect, export.
 
 use super::*;
-use crate::domain::parse;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
@@ -47,7 +46,7 @@ pub struct ExportArgs {
 }
 
 pub(super) fn snapshot_build(a: &BuildArgs) -> anyhow::Result<u8> {
-    let list = parse::read_list(&a.list)?;
+    let list = crate::store::lists::read_list(&a.list)?;
     let taken_at = match a.taken_at {
         Some(t) => t.unix_timestamp(),
         None => fsutil::mtime(&a.list)?,

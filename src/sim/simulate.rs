@@ -204,7 +204,7 @@ impl Sim {
             .data
             .join(date.to_string())
             .join(format!("{}.csv", keys::format(KeyKind::Cvr, cvr)));
-        let list = crate::domain::parse::read_list(&path).map_err(|e| {
+        let list = crate::store::lists::read_list(&path).map_err(|e| {
             Box::new(fejl(
                 StatusCode::NOT_FOUND,
                 "4040",

@@ -1,5 +1,8 @@
-//! The state directory and the files in it: snapshots, outbox batches and
-//! their publish cursors.
+//! Files on disk: the state directory and what is in it (layout, lock,
+//! pointers and records, snapshots, outbox batches and their publish
+//! cursors), and the list files the job reads.
 
+pub mod lists;
 pub mod outbox;
 pub mod snapshot;
+pub mod state;

@@ -41,7 +41,7 @@ pub const VERSION: u16 = 1;
 /// The longest event a batch may hold (ours are about 2 KB): a corrupt
 /// length never allocates more.
 const MAX_ENVELOPE: usize = 1 << 20;
-const HEADER_LEN: usize = 72;
+pub const HEADER_LEN: usize = 72;
 const ZSTD_LEVEL: i32 = 3;
 
 /// A batch's header.
@@ -55,6 +55,13 @@ pub struct BatchHeader {
     pub n_signed_off: u64,
     pub payload_bytes: u64,
     pub payload_sum: u64,
+}
+
+impl BatchHeader {
+    /// The batch file's size: header and payload.
+    pub fn file_bytes(&self) -> u64 {
+        HEADER_LEN as u64 + self.payload_bytes
+    }
 }
 
 /// Serializes a date as `YYYY-MM-DD`.

@@ -2,137 +2,13 @@
 //! broker (`scripts/test.sh` starts one and sets `NEMSMS_DIFF_AMQP_URL`)
 //! with the Beskedfordeler emulator.
 
-use std::collections::BTreeSet;
+use crate::support::*;
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::run::Setup;
+use crate::Setup;
 use crate::{Server, assert_code, run, stdout};
-
-pub const NEMSMS_TYPE: &str = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c";
-pub const ALIVE_TYPE: &str = "f7e84a06-c47e-42e8-a864-fb4095d7f520";
-
-fn amqp_url() -> String {
-    std::env::var("NEMSMS_DIFF_AMQP_URL").expect(
-        "these tests need a RabbitMQ broker: run scripts/test.sh (it starts one), \
-         or set NEMSMS_DIFF_AMQP_URL after eval \"$(scripts/start-rabbitmq.sh DIR)\"",
-    )
-}
-
-/// Names no other test uses on the shared broker.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A committed two-day run with a [beskedfordeler] section.
-pub struct Flow {
-    pub setup: Setup,
-    pub url: String,
-    pub exchange: String,
-    pub dueslag: String,
-}
-
-impl Flow {
-    pub fn new(authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
-        Self::with_url(amqp_url(), authorities, keys, churn, extra)
-    }
-
-    pub fn with_url(url: String, authorities: usize, keys: u64, churn: f64, extra: &str) -> Flow {
-        let setup = Setup::new(authorities, keys, 2, churn);
-        assert_code(&setup.run(&["--date", "2026-01-01"]), 0);
-        assert_code(&setup.run(&["--date", "2026-01-02"]), 0);
-        let flow = Flow {
-            setup,
-            url,
-            exchange: unique("AFSEND_BESKED_EXCHANGE"),
-            dueslag: unique("dueslag.nemsms"),
-        };
-        let mut config = fs::read_to_string(flow.path().join("config.toml")).unwrap();
-        config.push_str(&format!(
-            "\n[beskedfordeler]\nurl = \"{}\"\nexchange = \"{}\"\ntoken = \"test-token\"\ninsecure_broker = true\n{extra}\n",
-            flow.url, flow.exchange
-        ));
-        fs::write(flow.path().join("config.toml"), config).unwrap();
-        flow
-    }
-
-    pub fn path(&self) -> &Path {
-        self.setup.path()
-    }
-
-    pub fn emulator(&self, faults: &[&str]) -> Server {
-        let sub = format!("{}={NEMSMS_TYPE}", self.dueslag);
-        let mut args = vec![
-            "simulate",
-            "beskedfordeler",
-            "--exchange",
-            &self.exchange,
-            "--subscribe",
-            &sub,
-        ];
-        args.extend_from_slice(faults);
-        Server::start_env(self.path(), &args, &[("NEMSMS_DIFF_AMQP_URL", &self.url)])
-    }
-
-    pub fn publish(&self) -> std::process::Output {
-        run(self.path(), &["publish", "--config", "config.toml"])
-    }
-
-    /// The BeskedIds of every event in the outbox.
-    pub fn outbox_ids(&self) -> BTreeSet<String> {
-        let mut ids = BTreeSet::new();
-        let list = stdout(&run(
-            self.path(),
-            &["outbox", "list", "--config", "config.toml", "--json"],
-        ));
-        for line in list.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let (a, d) = (
-                v["authority"].as_str().unwrap(),
-                v["date"].as_str().unwrap(),
-            );
-            let show = run(
-                self.path(),
-                &[
-                    "outbox",
-                    "show",
-                    "--config",
-                    "config.toml",
-                    "--authority",
-                    a,
-                    "--date",
-                    d,
-                ],
-            );
-            for env in stdout(&show).lines() {
-                const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
-                let at = env.find(MARK).unwrap() + MARK.len();
-                ids.insert(env[at..at + 36].to_owned());
-            }
-        }
-        ids
-    }
-
-    /// Every BeskedId that reached the dueslag (duplicates kept).
-    pub fn delivered(&self) -> Vec<String> {
-        let out = crate::run_env(
-            self.path(),
-            &[
-                "simulate",
-                "drain",
-                "--queue",
-                &self.dueslag,
-                "--idle-ms",
-                "1500",
-            ],
-            &[("NEMSMS_DIFF_AMQP_URL", &self.url)],
-        );
-        assert_code(&out, 0);
-        stdout(&out).lines().map(str::to_owned).collect()
-    }
-}
 
 #[test]
 fn every_event_reaches_the_dueslag_exactly_once() {
@@ -230,18 +106,6 @@ fn token_expiry_and_dropped_replies_lose_nothing() {
     assert_code(&out, 0);
     let expected = flow.outbox_ids();
     assert_same(flow.delivered().into_iter().collect(), &expected);
-}
-
-/// Every expected BeskedId was delivered, and nothing else.
-pub fn assert_same(delivered: BTreeSet<String>, expected: &BTreeSet<String>) {
-    let missing: Vec<_> = expected.difference(&delivered).take(5).collect();
-    let extra: Vec<_> = delivered.difference(expected).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{} expected, {} delivered; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
-        expected.len(),
-        delivered.len()
-    );
 }
 
 #[test]
@@ -343,14 +207,6 @@ fn broker_restart_mid_publish_loses_nothing() {
     );
     let expected = flow.outbox_ids();
     assert_same(flow.delivered().into_iter().collect(), &expected);
-}
-
-pub struct StopBroker(std::path::PathBuf, std::path::PathBuf);
-
-impl Drop for StopBroker {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.0).arg(&self.1).status();
-    }
 }
 
 #[test]
@@ -572,38 +428,6 @@ fn run_publishes_after_an_alive_check_when_configured() {
     // --no-publish commits without publishing.
     let out = setup.run(&["--date", "2026-01-02", "--no-publish"]);
     assert!(!stdout(&out).contains("events confirmed now"));
-}
-
-/// A private broker; with `tls`, also AMQPS with client certificates and
-/// SASL EXTERNAL on virtual host BF. Returns its `export` lines.
-pub fn private_broker(dir: &Path, tls: Option<&Path>) -> (StopBroker, String) {
-    let rabbit = dir.join("rabbitmq");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
-    let mut cmd = Command::new(script.join("start-rabbitmq.sh"));
-    cmd.arg(&rabbit);
-    if let Some(certs) = tls {
-        cmd.env("TLS_CERTS", certs);
-    }
-    let started = cmd.output().unwrap();
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    (
-        StopBroker(script.join("stop-rabbitmq.sh"), rabbit),
-        String::from_utf8_lossy(&started.stdout).into_owned(),
-    )
-}
-
-pub fn export(exports: &str, name: &str) -> String {
-    exports
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("export {name}="))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| panic!("{name} not in {exports}"))
 }
 
 #[test]

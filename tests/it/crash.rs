@@ -10,10 +10,10 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::bfo::{Flow, assert_same};
-use crate::register::simulator;
-use crate::run::{Setup, copy_dir, state_files};
+use crate::simulator;
+use crate::{Flow, assert_same};
 use crate::{Server, assert_code, stderr};
+use crate::{Setup, copy_dir, state_files};
 
 /// The clock of every run here (taken_at of network lists).
 const NOW: &str = "2026-01-02T02:00:00Z";

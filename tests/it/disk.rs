@@ -8,9 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bfo::{Flow, assert_same};
-use crate::register::batch_rows;
-use crate::run::Setup;
+use crate::Setup;
+use crate::batch_rows;
+use crate::{Flow, assert_same};
 use crate::{assert_code, run, stderr, stdout};
 
 /// A tmpfs mounted at `dir` (unmounted on drop).

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bfo::{ALIVE_TYPE, Flow, StopBroker, assert_same, export, private_broker, unique};
-use crate::register::{batch_rows, simulator};
-use crate::run::Setup;
+use crate::Setup;
+use crate::{ALIVE_TYPE, Flow, StopBroker, assert_same, export, private_broker, unique};
 use crate::{Server, assert_code, run, stderr, stdout};
+use crate::{batch_rows, simulator};
 
 fn rounds() -> usize {
     std::env::var("NEMSMS_DIFF_FAULT_ROUNDS")

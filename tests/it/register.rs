@@ -1,36 +1,18 @@
 //! The OIOREST register client against the register simulator over
 //! loopback TLS with client certificates.
 
+use crate::support::*;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::run::{Setup, state_files};
 use crate::{Server, assert_code, run, stderr, stdout};
+use crate::{Setup, state_files};
 
 /// A generated data set, certificates, a simulator and an OIOREST config.
 struct Register {
     setup: Setup,
     server: Server,
-}
-
-/// The register simulator over `dir/lists`, with the certificates of
-/// `dir/certs` (client certificates required), and `extra` arguments.
-pub fn simulator(dir: &Path, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "simulate",
-        "register",
-        "--data",
-        "lists",
-        "--cert",
-        "certs/server.pem",
-        "--key",
-        "certs/server-key.pem",
-        "--client-ca",
-        "certs/ca.pem",
-    ];
-    args.extend_from_slice(extra);
-    Server::start(dir, &args)
 }
 
 impl Register {
@@ -63,40 +45,6 @@ impl Register {
     fn recorded(&self) -> String {
         fs::read_to_string(self.path().join("record.jsonl")).unwrap_or_default()
     }
-}
-
-/// The events of every batch of `date` as `haendelse;type;nummer` rows.
-pub fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
-    let out = run(
-        dir,
-        &[
-            "outbox",
-            "show",
-            "--config",
-            "config.toml",
-            "--authority",
-            authority,
-            "--date",
-            date,
-        ],
-    );
-    assert_code(&out, 0);
-    stdout(&out)
-        .lines()
-        .map(|env| {
-            let field = |tag: &str| {
-                let open = format!("<h:{tag}>");
-                let start = env.find(&open).unwrap() + open.len();
-                env[start..start + env[start..].find('<').unwrap()].to_owned()
-            };
-            format!(
-                "{};{};{}",
-                field("Haendelse"),
-                field("Type"),
-                field("Nummer")
-            )
-        })
-        .collect()
 }
 
 fn file_diff(dir: &Path, authority: &str, from: &str, to: &str) -> Vec<String> {

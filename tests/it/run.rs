@@ -1,125 +1,11 @@
 //! The nightly run: commit protocol, outbox, guard, crash safety, reports.
 
-use std::collections::BTreeMap;
+use crate::support::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{assert_code, run, stderr, stdout};
-
-const ENVELOPE: &str = r#"
-[envelope]
-beskedtype = "9a6b5c1e-3f0d-4b8e-a2c7-5d1e8f4a6b3c"
-beskedansvarlig_aktoer = "2f7c9e41-8b3a-4d6f-9e0c-1a5b7d3f8e2a"
-objekttype_virksomhed = "6c1d8f3a-2b4e-4a7c-9d5f-0e8b3a1c7d4f"
-handling_tilmeldt = "b3e1f7a2-5c8d-4e9b-a0f6-2d4c8b1e7a3f"
-handling_afmeldt = "e8a4c2d6-1f3b-4c7e-9a5d-7b0f2e6c4a1d"
-"#;
-
-/// A generated data set with a config for all its authorities.
-pub struct Setup {
-    pub dir: tempfile::TempDir,
-    pub authorities: Vec<String>,
-}
-
-impl Setup {
-    pub fn new(authorities: usize, keys: u64, days: u32, churn: f64) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run(
-            dir.path(),
-            &[
-                "generate",
-                "--out",
-                "lists",
-                "--authorities",
-                &authorities.to_string(),
-                "--keys",
-                &keys.to_string(),
-                "--days",
-                &days.to_string(),
-                "--churn",
-                &churn.to_string(),
-            ],
-        );
-        assert_code(&out, 0);
-        let mut names: Vec<String> = fs::read_dir(dir.path().join("lists/2026-01-01"))
-            .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .file_name()
-                    .into_string()
-                    .unwrap()
-                    .trim_end_matches(".csv")
-                    .to_owned()
-            })
-            .collect();
-        names.sort();
-        let s = Setup {
-            dir,
-            authorities: names,
-        };
-        s.write_config("");
-        s
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// (Re)writes `config.toml`, with `extra` top-level settings.
-    pub fn write_config(&self, extra: &str) {
-        let head = format!(
-            "state_dir = \"state\"\nsource = \"file://lists/{{date}}/{{authority}}.csv\"\n{extra}\n"
-        );
-        self.write_config_with(&head, "");
-    }
-
-    /// (Re)writes `config.toml`: `head`, the envelope section, then every
-    /// authority (SysID = CVR) with `per_authority` lines.
-    pub fn write_config_with(&self, head: &str, per_authority: &str) {
-        let mut text = format!("{head}\n{ENVELOPE}");
-        for (i, a) in self.authorities.iter().enumerate() {
-            text.push_str(&format!(
-                "\n[[authority]]\ncvr = \"{a}\"\nname = \"Kommune {i}\"\nregister_sysid = \"{a}\"\n{per_authority}\n"
-            ));
-        }
-        fs::write(self.path().join("config.toml"), text).unwrap();
-    }
-
-    pub fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["run", "--config", "config.toml"];
-        all.extend_from_slice(args);
-        run(self.path(), &all)
-    }
-
-    pub fn list(&self, date: &str, authority: &str) -> PathBuf {
-        self.path()
-            .join("lists")
-            .join(date)
-            .join(format!("{authority}.csv"))
-    }
-}
-
-/// Every file under `dir` (relative path → bytes), reports and lock left out.
-pub fn state_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with("reports") || rel == "lock" {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(rel, fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
 
 fn xsd() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -443,26 +329,6 @@ fn every_crash_point_recovers_to_the_same_state() {
             expected,
             "after a crash at {point}"
         );
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-            let mtime = fs::metadata(e.path()).unwrap().modified().unwrap();
-            fs::File::options()
-                .write(true)
-                .open(&target)
-                .unwrap()
-                .set_modified(mtime)
-                .unwrap();
-        }
     }
 }
 

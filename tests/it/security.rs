@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bfo::{self, Flow};
-use crate::register::simulator;
-use crate::run::Setup;
+use crate::Flow;
+use crate::Setup;
+use crate::simulator;
 use crate::{Server, assert_code, run, stderr, stdout};
 
 const CPR: &str = "0101901234";
@@ -611,8 +611,8 @@ fn the_push_receiver_speaks_mutual_tls_when_configured() {
 #[test]
 fn the_test_broker_listens_on_loopback_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (_stop, exports) = bfo::private_broker(dir.path(), None);
-    let rabbit = bfo::export(&exports, "RABBITMQ_TEST_DIR");
+    let (_stop, exports) = crate::private_broker(dir.path(), None);
+    let rabbit = crate::export(&exports, "RABBITMQ_TEST_DIR");
     let pid: u32 = fs::read_to_string(Path::new(&rabbit).join("pid"))
         .unwrap()
         .trim()
