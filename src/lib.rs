@@ -25,6 +25,7 @@ pub mod fsutil;
 pub mod harden;
 pub mod nightly;
 pub mod register;
+pub mod rt;
 pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;

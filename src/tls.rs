@@ -6,13 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read certificate {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{}: not a PEM certificate file", path.display()))?;
     anyhow::ensure!(
@@ -49,9 +50,12 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Reads the private key of a PEM file.
 pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = read_key_file(path)?;
-    rustls_pemfile::private_key(&mut &pem[..])
-        .with_context(|| format!("{}: not a PEM key file", path.display()))?
-        .with_context(|| format!("{}: no private key in the file", path.display()))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            anyhow::anyhow!("{}: no private key in the file", path.display())
+        }
+        e => anyhow::anyhow!("{}: not a PEM key file: {e}", path.display()),
+    })
 }
 
 /// The process-wide crypto provider (aws-lc-rs, as reqwest uses), installed once.

@@ -178,10 +178,7 @@ pub fn check(
     via: &Watch,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     let started = Instant::now();
     let deadline = started + timeout;
     let result = runtime.block_on(async {
@@ -436,10 +433,7 @@ pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ))),
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     let opts = std::sync::Arc::new(opts);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)

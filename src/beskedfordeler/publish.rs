@@ -21,7 +21,7 @@
 //! `publish` resumes from the cursors.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -181,11 +181,7 @@ pub fn besked_id(envelope: &[u8]) -> Option<String> {
 /// Publishes every unpublished batch; stops at the first batch that is
 /// rejected or incomplete (later batches wait: order is kept).
 pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<Vec<BatchOutcome>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(async {
         let mut outcomes = Vec::new();
         let mut link: Option<Link> = None;
@@ -435,7 +431,7 @@ async fn publish_batch(
                     }
                 }
                 if cursor - written_cursor >= CURSOR_EVERY {
-                    write_cursor(path, cursor)?;
+                    outbox::write_cursor(path, cursor)?;
                     written_cursor = cursor;
                 }
             }
@@ -476,7 +472,7 @@ async fn publish_batch(
         }
     }
     if cursor != written_cursor {
-        write_cursor(path, cursor)?;
+        outbox::write_cursor(path, cursor)?;
     }
     Ok(outcome)
 }
@@ -568,13 +564,6 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
         .min(max)
         .max(Duration::from_millis(1));
     Duration::from_millis(rand::rng().random_range(1..=cap.as_millis().max(1) as u64))
-}
-
-/// Writes a batch's cursor atomically.
-pub fn write_cursor(batch: &Path, cursor: u64) -> anyhow::Result<()> {
-    let path: PathBuf = outbox::cursor_path(batch);
-    fsutil::write_atomic(&path, format!("{cursor}\n").as_bytes())
-        .with_context(|| format!("cannot write the publish cursor {}", path.display()))
 }
 
 /// Writes every envelope of every batch as a file under `dir`

@@ -144,10 +144,7 @@ pub(super) fn serve_command(a: &ServeArgs) -> anyhow::Result<u8> {
 pub(super) fn send_command(config: &Path, timeout: u64) -> anyhow::Result<u8> {
     let cfg = load_config(config)?;
     let bfo = bfo_config(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let id = runtime.block_on(async {
         let token = tokio::time::timeout_at(

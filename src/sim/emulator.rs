@@ -116,10 +116,7 @@ async fn declare_queue(channel: &Channel, name: &str) -> anyhow::Result<()> {
 
 /// Runs the emulator until SIGTERM or SIGINT.
 pub fn serve(opts: Options) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(serve_async(opts))
 }
 
@@ -418,9 +415,7 @@ fn check(
 /// Consumes `queue` until it stays empty for `idle`, acking every message,
 /// and returns the `BeskedId`s in arrival order (duplicates kept).
 pub fn drain(amqp: &str, queue: &str, idle: Duration) -> anyhow::Result<Vec<String>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(async {
         let (_connection, channel) = open(amqp).await?;
         declare_queue(&channel, queue).await?;
@@ -490,10 +485,7 @@ pub fn load(
         crate::beskedfordeler::sts::TokenSource::Static(t) => t.expose().to_owned(),
         _ => "load-test".to_owned(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(async {
         let (_connection, channel) = crate::beskedfordeler::publish::connect(cfg).await?;
         let mut replies = channel

@@ -88,10 +88,7 @@ impl Shared {
 
 /// Runs the proxy until SIGTERM or SIGINT; prints its address first.
 pub fn serve(opts: Options) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(serve_async(opts))
 }
 

@@ -580,11 +580,7 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
         served: Mutex::default(),
         record: Mutex::new(record),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(serve_https(
         "register simulator",
         sim.opts.listen,
@@ -658,10 +654,7 @@ pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
     )?);
     let record = Arc::new(Mutex::new(open_record(opts.record.as_deref())?));
     let ttl = opts.ttl;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::rt::runtime()?;
     runtime.block_on(serve_https(
         "STS simulator",
         opts.listen,

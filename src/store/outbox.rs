@@ -331,6 +331,15 @@ impl Iterator for Envelopes {
     }
 }
 
+/// Writes a batch's publish cursor atomically: events [0, `cursor`) are
+/// confirmed by Beskedfordeler.
+pub fn write_cursor(batch: &Path, cursor: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let path = cursor_path(batch);
+    fsutil::write_atomic(&path, format!("{cursor}\n").as_bytes())
+        .with_context(|| format!("cannot write the publish cursor {}", path.display()))
+}
+
 /// Reads a publish cursor: events confirmed so far (0 when absent).
 pub fn read_cursor(batch: &Path) -> io::Result<u64> {
     match fs::read_to_string(cursor_path(batch)) {
