@@ -439,3 +439,197 @@ fn recover(
     crash::point("after-pointer");
     Ok(o)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The commit protocol through its seams: a [`Ctx`] over a temp state
+    //! directory and a [`ListSource`] that hands out lists from memory.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::keys::KeySet;
+    use crate::nightly::sources::{LoadError, Loaded};
+    use crate::store::snapshot::Snapshot;
+
+    const AUTHORITY: u32 = 29189846;
+
+    /// Lists by date; a missing date fails like a missing file.
+    #[derive(Default)]
+    struct Lists(Mutex<HashMap<Date, KeySet>>);
+
+    impl ListSource for Lists {
+        fn load(
+            &self,
+            _cfg: &Config,
+            _state: &State,
+            _a: &Authority,
+            date: Date,
+            _previous: Option<&Snapshot>,
+        ) -> Result<Loaded, LoadError> {
+            let keys = self
+                .0
+                .lock()
+                .unwrap()
+                .get(&date)
+                .cloned()
+                .ok_or_else(|| LoadError::NoList(format!("{date}.csv").into()))?;
+            Ok(Loaded {
+                n_rows: keys.len() as u64,
+                keys,
+                taken_at: 1_767_225_600,
+                n_duplicates: 0,
+                anomalies: 0,
+                change_list: None,
+            })
+        }
+
+        fn delete_change_list(&self, _: &Config, _: &Authority, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn config(state: &Path) -> Config {
+        Config::parse(
+            &format!(
+                r#"
+state_dir = "{}"
+source = "file://lists/{{date}}/{{authority}}.csv"
+[envelope]
+beskedtype = "11111111-1111-4111-8111-111111111111"
+beskedansvarlig_aktoer = "22222222-2222-4222-8222-222222222222"
+objekttype_virksomhed = "33333333-3333-4333-8333-333333333333"
+handling_tilmeldt = "44444444-4444-4444-8444-444444444444"
+handling_afmeldt = "55555555-5555-4555-8555-555555555555"
+[[authority]]
+cvr = "{AUTHORITY}"
+name = "Aarhus"
+register_sysid = "1"
+"#,
+                state.display()
+            ),
+            Path::new("/etc/nemsms.toml"),
+        )
+        .unwrap()
+    }
+
+    fn keys(cpr: std::ops::Range<u32>) -> KeySet {
+        KeySet::from_unsorted(cpr.map(|k| 101_900_000 + k).collect(), vec![]).0
+    }
+
+    fn day(d: u8) -> Date {
+        Date::from_calendar_date(2026, time::Month::January, d).unwrap()
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        cfg: Config,
+        state: State,
+        lists: Lists,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(&dir.path().join("state"));
+            let state = State::new(cfg.state_dir.clone());
+            World {
+                _dir: dir,
+                cfg,
+                state,
+                lists: Lists::default(),
+            }
+        }
+
+        fn list(&self, d: u8, k: KeySet) {
+            self.lists.0.lock().unwrap().insert(day(d), k);
+        }
+
+        fn commit(&self, d: u8, accept: bool) -> Outcome {
+            let ctx = Ctx {
+                cfg: &self.cfg,
+                state: &self.state,
+                source: &self.lists,
+            };
+            commit(&ctx, &self.cfg.authorities[0], day(d), accept).unwrap()
+        }
+    }
+
+    #[test]
+    fn baseline_then_the_changes_in_one_batch_then_the_pointer() {
+        let w = World::new();
+        w.list(1, keys(0..1000));
+        w.list(2, keys(10..1005));
+        let o = w.commit(1, false);
+        assert_eq!((o.status, o.keys), (Status::Baseline, Some(1000)));
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(1)));
+        let o = w.commit(2, false);
+        assert_eq!(o.status, Status::Committed);
+        assert_eq!((o.signed_up, o.signed_off), (5, 10));
+        let header = outbox::read_header(&w.state.batch(AUTHORITY, day(2))).unwrap();
+        assert_eq!((header.n_signed_up, header.n_signed_off), (5, 10));
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(2)));
+        // A rerun of a committed date changes nothing.
+        let batch = std::fs::read(w.state.batch(AUTHORITY, day(2))).unwrap();
+        assert_eq!(w.commit(2, false).status, Status::Skipped);
+        assert_eq!(
+            std::fs::read(w.state.batch(AUTHORITY, day(2))).unwrap(),
+            batch
+        );
+    }
+
+    #[test]
+    fn a_missing_list_writes_nothing_and_keeps_yesterday_current() {
+        let w = World::new();
+        w.list(1, keys(0..1000));
+        w.commit(1, false);
+        let o = w.commit(2, false);
+        assert_eq!(o.status, Status::Failed);
+        assert!(o.message.unwrap().contains("no list"));
+        assert!(!w.state.batch(AUTHORITY, day(2)).exists());
+        assert!(!w.state.snapshot(AUTHORITY, day(2)).exists());
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(1)));
+    }
+
+    #[test]
+    fn a_truncated_list_is_quarantined_until_accepted() {
+        let w = World::new();
+        w.list(1, keys(0..1000));
+        w.commit(1, false);
+        w.list(2, keys(0..100));
+        let o = w.commit(2, false);
+        assert_eq!(o.status, Status::Quarantined);
+        assert!(
+            !w.state.batch(AUTHORITY, day(2)).exists(),
+            "nothing emitted"
+        );
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(1)));
+        let o = w.commit(2, true);
+        assert_eq!((o.status, o.signed_off), (Status::Committed, 900));
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(2)));
+    }
+
+    #[test]
+    fn a_batch_without_its_pointer_is_recovered_not_redone() {
+        let w = World::new();
+        w.list(1, keys(0..1000));
+        w.list(2, keys(3..1001));
+        w.commit(1, false);
+        w.commit(2, false);
+        // As if the run had died after the batch and before the pointer.
+        w.state.move_pointer(AUTHORITY, day(1)).unwrap();
+        let batch = std::fs::read(w.state.batch(AUTHORITY, day(2))).unwrap();
+        w.list(2, keys(500..600)); // a different list now: must not matter
+        let o = w.commit(2, false);
+        assert_eq!(
+            (o.status, o.signed_up, o.signed_off),
+            (Status::Recovered, 1, 3)
+        );
+        assert_eq!(
+            std::fs::read(w.state.batch(AUTHORITY, day(2))).unwrap(),
+            batch
+        );
+        assert_eq!(w.state.read_current(AUTHORITY).unwrap(), Some(day(2)));
+    }
+}
