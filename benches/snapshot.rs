@@ -9,7 +9,7 @@ fn bench(c: &mut Criterion) {
     let snap = snapshot::Snapshot {
         meta: snapshot::Meta {
             authority: 29189846,
-            date: time::macros::date!(2026 - 01 - 01),
+            date: jiff::civil::date(2026, 1, 1),
             taken_at: 0,
             n_rows: keys.len() as u64,
             n_duplicates: 0,

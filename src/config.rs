@@ -589,14 +589,14 @@ impl Config {
     }
 
     /// A template's URL for an authority and date.
-    pub fn expand(template: &str, authority: u32, date: time::Date) -> String {
+    pub fn expand(template: &str, authority: u32, date: jiff::civil::Date) -> String {
         template
             .replace("{date}", &date.to_string())
             .replace("{authority}", &keys::format(keys::KeyKind::Cvr, authority))
     }
 
     /// The local file of an authority's list on a date (file:// sources).
-    pub fn source_path(&self, authority: u32, date: time::Date) -> Option<PathBuf> {
+    pub fn source_path(&self, authority: u32, date: jiff::civil::Date) -> Option<PathBuf> {
         let Source::Files(template) = &self.source else {
             return None;
         };
@@ -742,7 +742,7 @@ register_sysid = "1234"
         assert_eq!(c.guard, GuardConfig::default());
         assert_eq!(c.envelope.kildesystem, c.envelope.beskedansvarlig_aktoer);
         let p = c
-            .source_path(29189846, time::macros::date!(2026 - 01 - 02))
+            .source_path(29189846, jiff::civil::date(2026, 1, 2))
             .unwrap();
         assert_eq!(p, Path::new("/etc/nemsms/lists/2026-01-02/29189846.csv"));
     }

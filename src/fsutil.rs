@@ -154,7 +154,9 @@ pub fn mtime(path: &Path) -> io::Result<i64> {
             ),
         )
     })?;
-    Ok(time::OffsetDateTime::from(modified).unix_timestamp())
+    jiff::Timestamp::try_from(modified)
+        .map(|t| t.as_second())
+        .map_err(|e| io::Error::other(format!("{}: modification time: {e}", path.display())))
 }
 
 fn parent(path: &Path) -> &Path {

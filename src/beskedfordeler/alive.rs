@@ -64,11 +64,7 @@ fn default_alive_timeout() -> u64 {
 }
 
 fn now_utc() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-        ))
-        .unwrap_or_default()
+    crate::domain::dates::utc_seconds(jiff::Timestamp::now().as_second())
 }
 
 /// Runs one step of an AliveBesked exchange within what is left until

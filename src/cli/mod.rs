@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use time::{Date, OffsetDateTime};
+use jiff::civil::Date;
 
 pub use crate::domain::dates::parse_date;
 use crate::domain::keys::{self, KeyKind};
@@ -137,9 +137,8 @@ fn parse_cvr_arg(s: &str) -> Result<u32, String> {
     keys::parse_cvr_str(s).map_err(|e| format!("not a valid CVR number: {e}"))
 }
 
-fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("expected an RFC 3339 timestamp: {e}"))
+fn parse_timestamp(s: &str) -> Result<i64, String> {
+    crate::domain::dates::parse_rfc3339(s)
 }
 
 /// Loads the config; its errors are usage errors (exit 2).

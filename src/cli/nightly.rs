@@ -55,8 +55,7 @@ pub struct BackfillArgs {
 pub fn today_in_denmark() -> Date {
     let zoned = jiff::ZonedDateTime::now();
     let local = zoned.in_tz("Europe/Copenhagen").unwrap_or(zoned);
-    let month = time::Month::try_from(local.month() as u8).expect("valid month");
-    Date::from_calendar_date(i32::from(local.year()), month, local.day() as u8).expect("valid date")
+    local.date()
 }
 
 pub(super) fn run_command(
@@ -160,7 +159,7 @@ pub(super) fn backfill_command(a: &BackfillArgs) -> anyhow::Result<u8> {
     let mut d = a.from;
     while d <= a.to {
         dates.push(d);
-        d = d.next_day().expect("dates within range");
+        d = crate::domain::dates::next_day(d).expect("dates within range");
     }
     run_command(&a.common, dates, RunKind::Backfill)
 }

@@ -67,7 +67,7 @@ pub(super) fn publish_and_report(cfg: &crate::config::Config) -> anyhow::Result<
         }
     )?;
     out.flush()?;
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let stamp = jiff::Timestamp::now().as_second();
     let path = cfg
         .state_dir
         .join("reports")

@@ -24,7 +24,7 @@ pub struct BuildArgs {
     pub date: Date,
     /// When the list was taken (RFC 3339); default: the list file's mtime.
     #[arg(long, value_parser = parse_timestamp)]
-    pub taken_at: Option<OffsetDateTime>,
+    pub taken_at: Option<i64>,
     /// The snapshot file to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -48,7 +48,7 @@ pub struct ExportArgs {
 pub(super) fn snapshot_build(a: &BuildArgs) -> anyhow::Result<u8> {
     let list = crate::store::lists::read_list(&a.list)?;
     let taken_at = match a.taken_at {
-        Some(t) => t.unix_timestamp(),
+        Some(t) => t,
         None => fsutil::mtime(&a.list)?,
     };
     let snap = crate::store::snapshot::Snapshot {

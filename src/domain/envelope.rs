@@ -11,9 +11,9 @@
 //! backfills. The business payload in `Beskeddata` uses the project's own
 //! namespace [`DATA_NS`] (README, "Events").
 
+use jiff::civil::Date;
 use quick_xml::Writer;
 use quick_xml::events::BytesText;
-use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 pub use crate::domain::diff::Change;
@@ -191,9 +191,7 @@ fn template(cfg: &EnvelopeConfig, ctx: &BatchContext, kind: KeyKind, change: Cha
 }
 
 fn timestamp(unix: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.format(&fmt).expect("formattable timestamp")
+    crate::domain::dates::utc_seconds(unix)
 }
 
 fn write_envelope(
@@ -335,7 +333,7 @@ pub(crate) mod tests {
     fn ctx() -> BatchContext {
         BatchContext {
             authority: 29189846,
-            date: time::macros::date!(2026 - 01 - 02),
+            date: jiff::civil::date(2026, 1, 2),
             taken_at: 1_767_322_800,
         }
     }
@@ -396,7 +394,7 @@ pub(crate) mod tests {
             ),
             besked_id(
                 29189846,
-                date.next_day().unwrap(),
+                date.tomorrow().unwrap(),
                 &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
             ),
             besked_id(

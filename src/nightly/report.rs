@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use time::Date;
+use jiff::civil::Date;
 
 use crate::config::Authority;
 use crate::domain::keys::{self, KeyKind};
@@ -148,11 +148,7 @@ pub fn report_path(dir: &std::path::Path, kind: RunKind, dates: &[Date]) -> Path
         (Some(a), _) => a.to_string(),
         _ => "none".into(),
     };
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .expect("formattable");
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     dir.join(format!(
         "{}-{dates}-{stamp}-{}.json",
         kind.as_str(),
@@ -161,7 +157,5 @@ pub fn report_path(dir: &std::path::Path, kind: RunKind, dates: &[Date]) -> Path
 }
 
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    jiff::Timestamp::now().to_string()
 }

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use jiff::civil::Date;
 use rayon::prelude::*;
-use time::Date;
 
 use crate::config::{Authority, Config, FirstRun, ListMode, Source};
 use crate::domain::diff::{self, Changes};
@@ -519,7 +519,7 @@ register_sysid = "1"
     }
 
     fn day(d: u8) -> Date {
-        Date::from_calendar_date(2026, time::Month::January, d).unwrap()
+        jiff::civil::date(2026, 1, d as i8)
     }
 
     struct World {

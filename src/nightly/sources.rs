@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use time::Date;
+use jiff::civil::Date;
 
 use crate::config::{Authority, Config, ListMode, Source};
 use crate::domain::keys::{self, KeyKind, KeySet};

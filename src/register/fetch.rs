@@ -317,7 +317,7 @@ impl Client {
     pub fn fetch_list(
         &self,
         sysid: &str,
-        date: time::Date,
+        date: jiff::civil::Date,
         kind: ListKind,
         tmp: &Path,
     ) -> Result<FetchedList, FetchError> {

@@ -13,10 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use jiff::civil::Date;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use time::Date;
 
 use crate::domain::keys::{self, KeyKind};
 
@@ -68,7 +68,7 @@ pub fn generate(opts: &Options) -> anyhow::Result<Summary> {
     }
     let sizes = sizes(opts.authorities, opts.keys);
     let dates: Vec<Date> = (0..opts.days)
-        .map(|d| opts.start + time::Duration::days(i64::from(d)))
+        .map(|d| opts.start + jiff::Span::new().days(i64::from(d)))
         .collect();
     for date in &dates {
         let dir = opts.out.join(date.to_string());

@@ -20,8 +20,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use jiff::civil::Date;
 use rand::{Rng, SeedableRng};
-use time::Date;
 
 use crate::domain::diff::{self, Change};
 use crate::domain::keys::{self, KeyKind, KeySet};

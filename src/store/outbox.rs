@@ -29,7 +29,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use time::Date;
+use jiff::civil::Date;
 
 use crate::domain::envelope::{Event, Renderer};
 use crate::{crash, domain::keys, fsutil};
@@ -112,7 +112,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 fn date_u32(d: Date) -> u32 {
-    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
+    crate::domain::dates::to_yyyymmdd(d)
 }
 
 fn encode_header(h: &BatchHeader) -> [u8; HEADER_LEN] {
@@ -242,10 +242,7 @@ pub fn read_header(path: &Path) -> Result<BatchHeader, BatchError> {
         return Err(corrupt(path, "header checksum mismatch"));
     }
     let d = u32::from_le_bytes(h[16..20].try_into().expect("4 bytes"));
-    let date = time::Month::try_from((d / 100 % 100) as u8)
-        .ok()
-        .and_then(|m| Date::from_calendar_date((d / 10_000) as i32, m, (d % 100) as u8).ok())
-        .ok_or_else(|| corrupt(path, "bad date"))?;
+    let date = crate::domain::dates::from_yyyymmdd(d).ok_or_else(|| corrupt(path, "bad date"))?;
     let header = BatchHeader {
         authority: u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")),
         date,
@@ -396,7 +393,7 @@ mod tests {
     #[test]
     fn writes_deterministic_compact_batches_that_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let date = time::macros::date!(2026 - 01 - 02);
+        let date = jiff::civil::date(2026, 1, 2);
         let ctx = BatchContext {
             authority: 29189846,
             date,
@@ -429,7 +426,7 @@ mod tests {
     #[test]
     fn corruption_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let date = time::macros::date!(2026 - 01 - 02);
+        let date = jiff::civil::date(2026, 1, 2);
         let ctx = BatchContext {
             authority: 29189846,
             date,

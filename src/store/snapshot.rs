@@ -26,7 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
-use time::{Date, OffsetDateTime};
+use jiff::civil::Date;
 
 use crate::domain::codec;
 use crate::domain::keys::{KeyKind, KeySet};
@@ -116,12 +116,11 @@ pub fn is_snapshot(bytes: &[u8]) -> bool {
 }
 
 fn date_to_u32(d: Date) -> u32 {
-    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
+    crate::domain::dates::to_yyyymmdd(d)
 }
 
 fn date_from_u32(v: u32) -> Option<Date> {
-    let month = time::Month::try_from((v / 100 % 100) as u8).ok()?;
-    Date::from_calendar_date((v / 10_000) as i32, month, (v % 100) as u8).ok()
+    crate::domain::dates::from_yyyymmdd(v)
 }
 
 /// Encodes a snapshot to bytes.
@@ -266,13 +265,8 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary, SnapshotError> {
         Err(e) => e.to_string(),
     };
     let n_keys = h.n_cpr + h.n_cvr;
-    let taken_at = OffsetDateTime::from_unix_timestamp(h.meta.taken_at)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "invalid".into());
+    let taken_at =
+        crate::domain::dates::rfc3339(h.meta.taken_at).unwrap_or_else(|| "invalid".into());
     Ok(Summary {
         authority: crate::domain::keys::format(KeyKind::Cvr, h.meta.authority),
         date: h.meta.date.to_string(),
@@ -318,7 +312,7 @@ mod tests {
         Snapshot {
             meta: Meta {
                 authority: 29189846,
-                date: time::macros::date!(2026 - 11 - 24),
+                date: jiff::civil::date(2026, 11, 24),
                 taken_at: 1_795_000_000,
                 n_rows: 5,
                 n_duplicates: 1,

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use time::Date;
+use jiff::civil::Date;
 
 use crate::domain::keys::{self, KeyKind};
 use crate::fsutil;
