@@ -2,14 +2,13 @@
 //! filter fields, `StandardRetur` replies, `ModtagBeskedInput` /
 //! `ModtagBeskedOutput` (push delivery) and the AliveBesked envelope.
 //!
-//! Pure: bytes in, values out. Readers use quick-xml, refuse DOCTYPEs and
-//! cap the depth.
+//! Pure: bytes in, values out. Documents are read with the one hardened reader, `domain::xml`
+//! (no DOCTYPE, depth and text capped).
 
-use quick_xml::Reader;
-use quick_xml::events::Event as XmlEvent;
 use uuid::Uuid;
 
 use crate::domain::envelope::{KUVERT_NS, SAGDOK_NS};
+use crate::domain::xml;
 
 /// Beskedtype of AliveBesked (seed 004).
 pub const ALIVE_BESKEDTYPE: Uuid = Uuid::from_u128(0xf7e8_4a06_c47e_42e8_a864_fb40_95d7_f520);
@@ -48,92 +47,54 @@ impl EnvelopeInfo {
     }
 }
 
-fn local(name: &[u8]) -> &[u8] {
-    match name.iter().rposition(|&b| b == b':') {
-        Some(i) => &name[i + 1..],
-        None => name,
-    }
-}
+const LIMITS: xml::Limits = xml::Limits {
+    max_depth: MAX_DEPTH,
+    max_run: 1 << 20,
+};
 
 /// Reads the filter fields of a `Haendelsesbesked` (also inside a
 /// `ModtagBeskedInput`).
-pub fn inspect(xml: &[u8]) -> Result<EnvelopeInfo, String> {
-    let mut reader = Reader::from_reader(xml);
-    reader.config_mut().check_end_names = true;
-    let mut buf = Vec::new();
-    let mut path: Vec<Vec<u8>> = Vec::new();
+pub fn inspect(bytes: &[u8]) -> Result<EnvelopeInfo, String> {
     let mut info = EnvelopeInfo::default();
     let mut seen_root = false;
-    loop {
-        buf.clear();
-        match reader.read_event_into(&mut buf) {
-            Err(e) => {
-                return Err(format!(
-                    "malformed XML at byte {}: {e}",
-                    reader.buffer_position()
-                ));
-            }
-            Ok(XmlEvent::DocType(_)) => return Err("a DOCTYPE is not allowed".into()),
-            Ok(XmlEvent::Start(e)) => {
-                let name = local(e.name().as_ref().as_bytes()).to_vec();
-                if path.is_empty() && name != b"Haendelsesbesked" && name != b"ModtagBeskedInput" {
-                    return Err(format!(
-                        "not a Haendelsesbesked: root element {}",
-                        String::from_utf8_lossy(&name)
-                    ));
-                }
-                if name == b"Haendelsesbesked" {
-                    seen_root = true;
-                }
-                match name.as_slice() {
-                    b"Leveranceinformation" => info.has_leveranceinformation = true,
-                    b"Beskeddata" => info.has_beskeddata = true,
+    xml::walk(
+        bytes,
+        &["Haendelsesbesked", "ModtagBeskedInput"],
+        LIMITS,
+        |node| {
+            match node {
+                xml::Node::Start { path, .. } => match path.last().map(Vec::as_slice) {
+                    Some(b"Haendelsesbesked") => seen_root = true,
+                    Some(b"Leveranceinformation") => info.has_leveranceinformation = true,
+                    Some(b"Beskeddata") => info.has_beskeddata = true,
                     _ => {}
-                }
-                path.push(name);
-                if path.len() > MAX_DEPTH {
-                    return Err("elements nested too deeply".into());
-                }
-            }
-            Ok(XmlEvent::Empty(e)) => {
-                let name = local(e.name().as_ref().as_bytes()).to_vec();
-                if path.is_empty() {
-                    return Err("not a Haendelsesbesked".into());
-                }
-                if name == b"Leveranceinformation" {
-                    info.has_leveranceinformation = true;
-                }
-            }
-            Ok(XmlEvent::Text(t)) if !path.is_empty() => {
-                let text = t.xml10_content();
-                let text = text.trim();
-                if text.is_empty() {
-                    continue;
-                }
-                let tail: Vec<&[u8]> = path.iter().rev().take(3).map(Vec::as_slice).collect();
-                match tail.as_slice() {
-                    [b"UUIDIdentifikator", b"BeskedId", b"Haendelsesbesked"] => {
-                        info.besked_id = Some(text.to_owned())
+                },
+                xml::Node::End { path, text, .. } if !text.is_empty() => {
+                    let tail: Vec<&[u8]> = path.iter().rev().take(3).map(Vec::as_slice).collect();
+                    match tail.as_slice() {
+                        [b"UUIDIdentifikator", b"BeskedId", b"Haendelsesbesked"] => {
+                            info.besked_id = Some(text.to_owned())
+                        }
+                        [b"UUIDIdentifikator", b"Beskedtype", b"Filtreringsdata"] => {
+                            info.beskedtype = Some(text.to_owned())
+                        }
+                        [b"URNIdentifikator", b"ObjektId", b"RelateretObjekt"] => {
+                            info.objekt_ids.push(text.to_owned())
+                        }
+                        _ => {}
                     }
-                    [b"UUIDIdentifikator", b"Beskedtype", b"Filtreringsdata"] => {
-                        info.beskedtype = Some(text.to_owned())
-                    }
-                    [b"URNIdentifikator", b"ObjektId", b"RelateretObjekt"] => {
-                        info.objekt_ids.push(text.to_owned())
-                    }
-                    _ => {}
                 }
+                xml::Node::End { .. } => {}
             }
-            Ok(XmlEvent::End(_)) => {
-                path.pop();
-            }
-            Ok(XmlEvent::Eof) => break,
-            Ok(_) => {}
+            Ok::<_, xml::XmlError>(())
+        },
+    )
+    .map_err(|e| match e {
+        xml::XmlError::WrongRoot { found, .. } => {
+            format!("not a Haendelsesbesked: root element {found}")
         }
-    }
-    if !path.is_empty() {
-        return Err("document ends inside an element".into());
-    }
+        e => e.to_string(),
+    })?;
     if !seen_root {
         return Err("no Haendelsesbesked".into());
     }
@@ -151,56 +112,26 @@ pub fn standard_retur(code: u32, text: &str) -> String {
 
 /// Reads `StatusKode` and `FejlbeskedTekst` of a `StandardRetur` (also
 /// inside a `ModtagBeskedOutput`).
-pub fn parse_standard_retur(xml: &[u8]) -> Result<(u32, String), String> {
-    let mut reader = Reader::from_reader(xml);
-    let mut buf = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
+pub fn parse_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
     let (mut code, mut text) = (None, String::new());
-    loop {
-        buf.clear();
-        match reader.read_event_into(&mut buf) {
-            Err(e) => return Err(format!("malformed StandardRetur: {e}")),
-            Ok(XmlEvent::DocType(_)) => return Err("a DOCTYPE is not allowed".into()),
-            Ok(XmlEvent::Start(e)) => current = local(e.name().as_ref().as_bytes()).to_vec(),
-            Ok(XmlEvent::Text(t)) => {
-                let v = t.xml10_content();
-                match current.as_slice() {
-                    b"StatusKode" => code = v.trim().parse().ok(),
-                    b"FejlbeskedTekst" => text.push_str(&v),
-                    _ => {}
-                }
+    xml::walk(bytes, &[], LIMITS, |node| {
+        if let xml::Node::End { path, text: t, .. } = node {
+            match path.last().map(Vec::as_slice) {
+                Some(b"StatusKode") if code.is_none() => code = t.parse().ok(),
+                Some(b"FejlbeskedTekst") if text.is_empty() => text = t.to_owned(),
+                _ => {}
             }
-            Ok(XmlEvent::GeneralRef(r)) if current == b"FejlbeskedTekst" => {
-                if let Some(c) = resolve_ref(&r) {
-                    text.push(c);
-                }
-            }
-            Ok(XmlEvent::End(_)) => current.clear(),
-            Ok(XmlEvent::Eof) => break,
-            Ok(_) => {}
         }
-    }
-    code.map(|c| (c, text.trim().to_owned()))
+        Ok::<_, xml::XmlError>(())
+    })
+    .map_err(|e| format!("malformed StandardRetur: {e}"))?;
+    code.map(|c| (c, text))
         .ok_or_else(|| "StandardRetur without StatusKode".into())
 }
 
 /// The character an entity or character reference stands for.
 pub fn resolve_ref(name: &str) -> Option<char> {
-    match name {
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "amp" => Some('&'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        _ => {
-            let n = name.strip_prefix('#')?;
-            let code = match n.strip_prefix('x') {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => n.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
+    xml::resolve_ref(name)
 }
 
 /// Wraps an envelope in `ModtagBeskedInput` (push delivery).

@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use quick_xml::Reader;
-use quick_xml::events::Event as XmlEvent;
 
 use crate::secret::Secret;
 
@@ -181,63 +179,49 @@ pub fn request(service: &str, cvr: &str) -> String {
     )
 }
 
-fn local(name: &[u8]) -> &[u8] {
-    match name.iter().rposition(|&b| b == b':') {
-        Some(i) => &name[i + 1..],
-        None => name,
-    }
-}
-
 /// The texts of the first elements with the wanted local names, and the
 /// raw bytes of the first `Assertion` element.
 type Scanned = (Vec<Option<String>>, Option<Vec<u8>>);
 
 fn scan(body: &[u8], wanted: &[&[u8]]) -> Result<Scanned, String> {
-    let mut reader = Reader::from_reader(body);
-    let mut buf = Vec::new();
     let mut found: Vec<Option<String>> = vec![None; wanted.len()];
-    let mut current: Vec<u8> = Vec::new();
-    let mut assertion: Option<(usize, usize)> = None;
-    let mut depth = 0usize;
+    let mut assertion: Option<(u64, Option<u64>)> = None;
     let mut assertion_depth = None;
-    loop {
-        let before = reader.buffer_position() as usize;
-        buf.clear();
-        match reader.read_event_into(&mut buf) {
-            Err(e) => return Err(format!("malformed XML: {e}")),
-            Ok(XmlEvent::DocType(_)) => return Err("a DOCTYPE is not allowed".into()),
-            Ok(XmlEvent::Start(e)) => {
-                depth += 1;
-                current = local(e.name().as_ref().as_bytes()).to_vec();
-                if current == b"Assertion" && assertion.is_none() && assertion_depth.is_none() {
-                    assertion_depth = Some(depth);
-                    assertion = Some((before, 0));
+    let limits = crate::domain::xml::Limits {
+        max_depth: 64,
+        max_run: MAX_ANSWER,
+    };
+    crate::domain::xml::walk(body, &[], limits, |node| {
+        match node {
+            crate::domain::xml::Node::Start { path, at } => {
+                if path.last().is_some_and(|n| n == b"Assertion") && assertion.is_none() {
+                    assertion = Some((at, None));
+                    assertion_depth = Some(path.len());
                 }
             }
-            Ok(XmlEvent::Text(t)) => {
-                if let Some(i) = wanted.iter().position(|w| *w == current.as_slice())
+            crate::domain::xml::Node::End { path, text, at } => {
+                if let Some(i) = path
+                    .last()
+                    .and_then(|n| wanted.iter().position(|w| *w == n.as_slice()))
                     && found[i].is_none()
                 {
-                    found[i] = Some(t.xml10_content().trim().to_owned());
+                    found[i] = Some(text.to_owned());
                 }
-            }
-            Ok(XmlEvent::End(_)) => {
-                if assertion_depth == Some(depth) {
+                if assertion_depth == Some(path.len()) {
                     if let Some(a) = assertion.as_mut() {
-                        a.1 = reader.buffer_position() as usize;
+                        a.1 = Some(at);
                     }
                     assertion_depth = None;
                 }
-                depth = depth.saturating_sub(1);
-                current.clear();
             }
-            Ok(XmlEvent::Eof) => break,
-            Ok(_) => {}
         }
-    }
-    let assertion = assertion
-        .filter(|(s, e)| e > s)
-        .map(|(s, e)| body[s..e].to_vec());
+        Ok::<_, crate::domain::xml::XmlError>(())
+    })
+    .map_err(|e| e.to_string())?;
+    let assertion = match assertion {
+        Some((s, Some(e))) if e > s => Some(body[s as usize..e as usize].to_vec()),
+        _ => None,
+    };
     Ok((found, assertion))
 }
 

@@ -89,23 +89,23 @@ pub enum UserCommand {
     },
 }
 
-/// One SF2250 pass-through `PUT`; the number is validated first and never printed.
 /// OpdaterBorgerNemSMS: `PUT …/boks/{nummer}` with the stamdata body.
 fn update_command(t: &UserTarget, stamdata: &Path) -> anyhow::Result<u8> {
     let body =
         std::fs::read(stamdata).with_context(|| format!("cannot read {}", stamdata.display()))?;
-    let mut reader = quick_xml::Reader::from_reader(&body[..]);
-    let mut buf = Vec::new();
-    loop {
-        match reader.read_event_into(&mut buf) {
-            Ok(quick_xml::events::Event::Eof) => break,
-            Ok(quick_xml::events::Event::DocType(_)) => {
-                bail!(UsageError("--stamdata: a DOCTYPE is not allowed".into()))
-            }
-            Ok(_) => buf.clear(),
-            Err(e) => bail!(UsageError(format!("--stamdata: not well-formed XML: {e}"))),
+    let limits = crate::domain::xml::Limits {
+        max_depth: 32,
+        max_run: 1 << 20,
+    };
+    crate::domain::xml::walk(&body[..], &[], limits, |_| {
+        Ok::<_, crate::domain::xml::XmlError>(())
+    })
+    .map_err(|e| match e {
+        crate::domain::xml::XmlError::Doctype => {
+            UsageError("--stamdata: a DOCTYPE is not allowed".into())
         }
-    }
+        e => UsageError(format!("--stamdata: not well-formed XML: {e}")),
+    })?;
     put(
         t,
         "OpdaterBorgerNemSMS",

@@ -12,3 +12,4 @@ pub mod envelope;
 pub mod guard;
 pub mod keys;
 pub mod parse;
+pub mod xml;

@@ -25,8 +25,7 @@
 
 use std::io::BufRead;
 
-use quick_xml::Reader;
-use quick_xml::events::Event as XmlEvent;
+use crate::domain::xml;
 
 use crate::domain::diff::Change;
 use crate::domain::keys::{self, KeyKind};
@@ -151,23 +150,13 @@ pub enum WireError {
     #[error("elements nested deeper than {MAX_DEPTH}")]
     TooDeep,
     #[error("expected root element {expected}, found {found}")]
-    WrongRoot {
-        expected: &'static str,
-        found: String,
-    },
+    WrongRoot { expected: String, found: String },
     #[error("missing or invalid {0}")]
     Missing(&'static str),
     #[error("more than {MAX_REFERENCES} references")]
     TooManyReferences,
     #[error("entry {index}: {message}")]
     Entry { index: u64, message: String },
-}
-
-fn local(name: &[u8]) -> &[u8] {
-    match name.iter().rposition(|&b| b == b':') {
-        Some(i) => &name[i + 1..],
-        None => name,
-    }
 }
 
 /// What [`walk`] reports: a text node or an end tag, with the local names
@@ -177,127 +166,44 @@ enum Node<'a> {
     End(&'a [Vec<u8>]),
 }
 
-/// Walks a document, calling `on` for every text node and end tag.
-fn walk<R: BufRead>(
-    mut reader: Reader<R>,
-    root: &'static str,
-    mut on: impl FnMut(Node<'_>) -> Result<(), WireError>,
-) -> Result<(), WireError> {
-    let mut buf = Vec::with_capacity(256);
-    let mut path: Vec<Vec<u8>> = Vec::with_capacity(MAX_DEPTH);
-    let xml_err = |r: &Reader<R>, e: &dyn std::fmt::Display| WireError::Xml {
-        position: r.buffer_position(),
-        message: e.to_string(),
-    };
-    loop {
-        buf.clear();
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| xml_err(&reader, &e))?;
-        match event {
-            XmlEvent::DocType(_) => return Err(WireError::Doctype),
-            XmlEvent::Start(e) => {
-                let name = local(e.name().as_ref().as_bytes()).to_vec();
-                if path.is_empty() && name != root.as_bytes() {
-                    return Err(WireError::WrongRoot {
-                        expected: root,
-                        found: String::from_utf8_lossy(&name).into_owned(),
-                    });
-                }
-                path.push(name);
-                if path.len() > MAX_DEPTH {
-                    return Err(WireError::TooDeep);
-                }
-            }
-            XmlEvent::Empty(e) => {
-                let name = local(e.name().as_ref().as_bytes()).to_vec();
-                if path.is_empty() {
-                    return Err(WireError::WrongRoot {
-                        expected: root,
-                        found: String::from_utf8_lossy(&name).into_owned(),
-                    });
-                }
-                path.push(name);
-                on(Node::End(&path))?;
-                path.pop();
-            }
-            XmlEvent::Text(t) if !path.is_empty() => {
-                let text = t.xml10_content();
-                let text = text.trim();
-                if !text.is_empty() {
-                    on(Node::Text(&path, text))?;
-                }
-            }
-            XmlEvent::End(_) => {
-                on(Node::End(&path))?;
-                path.pop();
-            }
-            XmlEvent::Eof => break,
-            _ => {}
-        }
-    }
-    if path.is_empty() {
-        Ok(())
-    } else {
-        Err(WireError::Xml {
-            position: reader.buffer_position(),
-            message: "document ends inside an element".into(),
-        })
-    }
-}
-
 /// Most bytes between two `<`: no text node (or tag) of the Register's
 /// answers holds more, so no answer makes the parser hold more.
 pub const MAX_RUN: usize = 1 << 20;
 
-/// A reader that fails once more than [`MAX_RUN`] bytes have passed
-/// without a `<` (checked at each refill, so within one buffer of it).
-struct Bounded<R> {
-    inner: R,
-    run: usize,
-}
+const LIMITS: xml::Limits = xml::Limits {
+    max_depth: MAX_DEPTH,
+    max_run: MAX_RUN,
+};
 
-impl<R: BufRead> std::io::Read for Bounded<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Bounded<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.run > MAX_RUN {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a text node or tag longer than {MAX_RUN} bytes"),
-            ));
+impl From<xml::XmlError> for WireError {
+    fn from(e: xml::XmlError) -> WireError {
+        match e {
+            xml::XmlError::Malformed { position, message } => WireError::Xml { position, message },
+            xml::XmlError::Doctype => WireError::Doctype,
+            xml::XmlError::TooDeep(_) => WireError::TooDeep,
+            xml::XmlError::WrongRoot { expected, found } => {
+                WireError::WrongRoot { expected, found }
+            }
         }
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        // The bytes consumed are still in the inner buffer: no I/O here.
-        if let Ok(buf) = self.inner.fill_buf() {
-            let done = &buf[..amt.min(buf.len())];
-            self.run = match memchr::memrchr(b'<', done) {
-                Some(i) => done.len() - i - 1,
-                None => self.run + done.len(),
-            };
-        }
-        self.inner.consume(amt);
     }
 }
 
-fn reader<R: BufRead>(r: R) -> Reader<Bounded<R>> {
-    let mut reader = Reader::from_reader(Bounded { inner: r, run: 0 });
-    reader.config_mut().check_end_names = true;
-    reader
+/// Walks a document with the one hardened reader ([`xml::walk`]), calling
+/// `on` for every element's text and end.
+fn walk<R: BufRead>(
+    input: R,
+    root: &'static str,
+    mut on: impl FnMut(Node<'_>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    xml::walk(input, &[root], LIMITS, |n| match n {
+        xml::Node::Start { .. } => Ok(()),
+        xml::Node::End { path, text, .. } => {
+            if !text.is_empty() {
+                on(Node::Text(path, text))?;
+            }
+            on(Node::End(path))
+        }
+    })
 }
 
 /// Parses a reference collection.
@@ -310,7 +216,7 @@ pub fn parse_references(body: &[u8]) -> Result<ReferenceCollection, WireError> {
     let mut href: Option<String> = None;
     let mut count: Option<u64> = None;
     walk(
-        reader(body),
+        body,
         "SlutbrugerSamlingReferenceSamling",
         |node| match node {
             Node::Text(path, text) => {
@@ -383,7 +289,7 @@ pub fn parse_delliste<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, Wire
     let mut change: Option<Change> = None;
     let mut index = 0u64;
     let entry_err = |index: u64, message: String| WireError::Entry { index, message };
-    walk(reader(r), "SlutbrugerSamling", |node| match node {
+    walk(r, "SlutbrugerSamling", |node| match node {
         Node::Text(path, text) => {
             if path.len() != 3 || path[1] != b"Slutbruger" {
                 return Ok(());
@@ -453,7 +359,7 @@ pub fn parse_delliste<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, Wire
 /// Parses a `Fejl` body, if the body is one.
 pub fn parse_fejl(body: &[u8]) -> Option<Fejl> {
     let (mut id, mut code, mut text) = (String::new(), String::new(), String::new());
-    walk(reader(body), "Fejl", |node| {
+    walk(body, "Fejl", |node| {
         if let Node::Text(path, t) = node {
             match path[path.len() - 1].as_slice() {
                 b"FejlIdentifikator" => {
