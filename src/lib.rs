@@ -23,6 +23,7 @@ pub mod domain;
 pub mod exit;
 pub mod fsutil;
 pub mod harden;
+pub mod http;
 pub mod nightly;
 pub mod register;
 pub mod rt;

@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -268,12 +267,11 @@ pub fn check(
     })
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = crate::http::Resp;
 
 fn answer(status: StatusCode, code: u32, text: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(besked::modtag_besked_output(
-        code, text,
-    ))));
+    let mut r =
+        Response::new(Full::new(Bytes::from(besked::modtag_besked_output(code, text))).boxed());
     *r.status_mut() = status;
     r
 }
@@ -401,89 +399,33 @@ async fn handle(
         .unwrap_or_else(|_| answer(StatusCode::INTERNAL_SERVER_ERROR, 50, "receiver failed"))
 }
 
-/// Serves one connection (plain or TLS) to its end.
-async fn serve_connection<IO>(io: IO, opts: &ServeOptions)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (store, max_body, body_timeout) = (opts.store.clone(), opts.max_body, opts.body_timeout);
-    let service = hyper::service::service_fn(move |req| {
-        let store = store.clone();
-        async move { Ok::<_, Infallible>(handle(req, store, max_body, body_timeout).await) }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(opts.header_timeout)
-        .max_buf_size(64 * 1024)
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .await;
-}
-
 /// Runs the push receiver until SIGTERM or SIGINT.
 pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     fsutil::create_dir_all(&opts.store)
         .with_context(|| format!("cannot create {}", opts.store.display()))?;
-    let acceptor = match &opts.tls {
-        Some((cert, key, client_ca)) => Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
-            crate::tls::server_config(cert, key, client_ca.as_deref())?,
-        ))),
+    let tls = match &opts.tls {
+        Some((cert, key, client_ca)) => Some(std::sync::Arc::new(crate::tls::server_config(
+            cert,
+            key,
+            client_ca.as_deref(),
+        )?)),
         None => None,
     };
-    let runtime = crate::rt::runtime()?;
-    let opts = std::sync::Arc::new(opts);
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
-        println!(
-            "alive receiver listening on {}://{}",
-            if acceptor.is_some() { "https" } else { "http" },
-            listener.local_addr()?
-        );
-        std::io::stdout().flush()?;
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
-            let (tcp, peer) = tokio::select! {
-                c = listener.accept() => match c {
-                    Ok(c) => c,
-                    // Out of file descriptors and the like: keep serving.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::warn!(peer = %peer, max_connections = opts.max_connections,
-                    "too many connections: closed");
-                drop(tcp);
-                continue;
-            };
-            let (opts, acceptor) = (opts.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                match acceptor {
-                    None => serve_connection(tcp, &opts).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(opts.header_timeout, acceptor.accept(tcp)).await
-                        {
-                            Ok(Ok(tls)) => serve_connection(tls, &opts).await,
-                            Ok(Err(e)) => {
-                                tracing::warn!(peer = %peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::warn!(peer = %peer, "TLS handshake timed out"),
-                        }
-                    }
-                }
-            });
-        }
-        eprintln!("alive receiver stopped");
-        Ok(())
-    })
+    let accept = crate::http::Accept {
+        tls,
+        header_timeout: opts.header_timeout,
+        max_connections: opts.max_connections,
+    };
+    let (store, max_body, body_timeout) = (opts.store.clone(), opts.max_body, opts.body_timeout);
+    crate::rt::runtime()?.block_on(crate::http::serve(
+        "alive receiver",
+        opts.listen,
+        accept,
+        move |req| {
+            let store = store.clone();
+            async move { Ok::<_, Infallible>(handle(req, store, max_body, body_timeout).await) }
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -138,7 +137,7 @@ struct Sim {
     record: Mutex<Option<std::fs::File>>,
 }
 
-type Resp = Response<BoxBody<Bytes, Infallible>>;
+type Resp = crate::http::Resp;
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()).boxed());
@@ -581,54 +580,12 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
         record: Mutex::new(record),
     });
     let runtime = crate::rt::runtime()?;
-    runtime.block_on(serve_https(
+    runtime.block_on(crate::http::serve(
         "register simulator",
         sim.opts.listen,
-        Arc::new(tls),
+        crate::http::Accept::lab(Arc::new(tls)),
         move |req| sim.clone().handle(req),
     ))
-}
-
-/// Serves HTTPS on `listen` with `handler` until SIGTERM or SIGINT; prints
-/// "`what` listening on https://ADDR" first.
-pub async fn serve_https<F, Fut>(
-    what: &str,
-    listen: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-    handler: F,
-) -> anyhow::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Resp, Infallible>> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    println!("{what} listening on https://{addr}");
-    std::io::stdout().flush()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        let (tcp, _) = tokio::select! {
-            conn = listener.accept() => conn?,
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        };
-        let acceptor = acceptor.clone();
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
-                return; // e.g. no or an unknown client certificate
-            };
-            let service = hyper::service::service_fn(handler);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
-    eprintln!("{what} stopped");
-    Ok(())
 }
 
 /// Options of the STS simulator.
@@ -655,10 +612,10 @@ pub fn serve_sts(opts: StsOptions) -> anyhow::Result<()> {
     let record = Arc::new(Mutex::new(open_record(opts.record.as_deref())?));
     let ttl = opts.ttl;
     let runtime = crate::rt::runtime()?;
-    runtime.block_on(serve_https(
+    runtime.block_on(crate::http::serve(
         "STS simulator",
         opts.listen,
-        tls,
+        crate::http::Accept::lab(tls),
         move |req: Request<Incoming>| {
             let record = record.clone();
             async move {

@@ -5,7 +5,7 @@
 //! main → cli → nightly → config → beskedfordeler → {register, store} → domain → base
 //! ```
 //!
-//! (`base`: exit, fsutil, crash, secret, tls, harden, rt). `sim`, the lab, may
+//! (`base`: exit, fsutil, crash, secret, tls, harden, rt, http). `sim`, the lab, may
 //! use anything below `cli`; nothing uses `sim` but the `simulate` and
 //! `generate` commands. `domain` does no I/O. No module cycles.
 
@@ -27,7 +27,7 @@ fn layer(rel: &str) -> (&'static str, u32) {
         "register" => ("register", 4),
         "store" => ("store", 4),
         "domain" => ("domain", 3),
-        "exit" | "fsutil" | "crash" | "secret" | "tls" | "harden" | "rt" => ("base", 1),
+        "exit" | "fsutil" | "crash" | "secret" | "tls" | "harden" | "rt" | "http" => ("base", 1),
         other => panic!("src/{rel}: {other} is in no layer: add it to tests/it/arch.rs"),
     }
 }
