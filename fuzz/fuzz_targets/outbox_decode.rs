@@ -16,7 +16,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let mut h = [0u8; 72];
     h[..8].copy_from_slice(b"NEMSOUTB");
-    h[8..10].copy_from_slice(&1u16.to_le_bytes());
+    // Both record formats: version 1 (no id) and version 2 (id first).
+    h[8..10].copy_from_slice(&(1 + (data[0] & 1) as u16).to_le_bytes());
     h[12..16].copy_from_slice(&12345674u32.to_le_bytes());
     h[16..20].copy_from_slice(&20260102u32.to_le_bytes());
     h[24..32].copy_from_slice(&n_events.to_le_bytes());

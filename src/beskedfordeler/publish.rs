@@ -170,14 +170,6 @@ pub async fn send(
         .map(|_| ())
 }
 
-/// The `BeskedId` of one of our envelopes.
-pub fn besked_id(envelope: &[u8]) -> Option<String> {
-    const MARK: &[u8] = b"<b:BeskedId><sd:UUIDIdentifikator>";
-    let at = memchr::memmem::find(envelope, MARK)? + MARK.len();
-    let id = std::str::from_utf8(envelope.get(at..at + 36)?).ok()?;
-    Uuid::parse_str(id).is_ok().then(|| id.to_owned())
-}
-
 /// Publishes every unpublished batch; stops at the first batch that is
 /// rejected or incomplete (later batches wait: order is kept).
 pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<Vec<BatchOutcome>> {
@@ -238,15 +230,11 @@ async fn publish_batch(
     let (_, envelopes) = outbox::open(path)?;
     // The events from the cursor on, in memory for resends (a batch of a
     // national stress day is ~2 KB x 100k = 200 MB at most per authority).
-    let bodies: Vec<Vec<u8>> = envelopes.skip(start as usize).collect::<Result<_, _>>()?;
-    let mut ids = Vec::with_capacity(bodies.len());
-    for (i, b) in bodies.iter().enumerate() {
-        ids.push(
-            besked_id(b).with_context(|| {
-                format!("{name}: event {} has no BeskedId", start + i as u64 + 1)
-            })?,
-        );
-    }
+    let records: Vec<outbox::Record> = envelopes.skip(start as usize).collect::<Result<_, _>>()?;
+    let (ids, bodies): (Vec<String>, Vec<Vec<u8>>) = records
+        .into_iter()
+        .map(|r| (r.besked_id.to_string(), r.envelope))
+        .unzip();
     let mut outcome = BatchOutcome {
         batch: name.clone(),
         events: n_events,
@@ -581,9 +569,9 @@ pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
         fsutil::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
         for (i, env) in envelopes.enumerate() {
             let env = env?;
-            let id = besked_id(&env).unwrap_or_else(|| "unknown".into());
+            let id = env.besked_id;
             let file = out.join(format!("{:07}-{id}.xml", i + 1));
-            fsutil::write_replace(&file, &env)
+            fsutil::write_replace(&file, &env.envelope)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             n += 1;
         }

@@ -99,7 +99,7 @@ pub(super) fn outbox_show(
     let (header, envelopes) = crate::store::outbox::open(&path)?;
     let mut out = BufWriter::new(io::stdout().lock());
     for env in envelopes.take(limit.unwrap_or(u64::MAX) as usize) {
-        out.write_all(&env?)?;
+        out.write_all(&env?.envelope)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

@@ -142,12 +142,12 @@ impl Renderer {
         }
     }
 
-    /// Appends the envelope of `event` to `out`.
-    pub fn render(&self, event: &Event, out: &mut Vec<u8>) {
+    /// Appends the envelope of `event` to `out`; returns its `BeskedId`.
+    pub fn render(&self, event: &Event, out: &mut Vec<u8>) -> Uuid {
         let t = &self.templates[kind_index(event.kind)][change_index(event.change)];
-        let id = besked_id(self.ctx.authority, self.ctx.date, event);
+        let uuid = besked_id(self.ctx.authority, self.ctx.date, event);
         let mut id_buf = Uuid::encode_buffer();
-        let id = id.hyphenated().encode_lower(&mut id_buf).as_bytes();
+        let id = uuid.hyphenated().encode_lower(&mut id_buf).as_bytes();
         let mut key_buf = [0u8; 10];
         let key = keys::format_into(event.kind, event.key, &mut key_buf);
         out.extend_from_slice(&t.segments[0]);
@@ -158,6 +158,7 @@ impl Renderer {
             });
             out.extend_from_slice(segment);
         }
+        uuid
     }
 
     /// The envelope of `event` as a string.

@@ -477,10 +477,10 @@ pub fn load(
         "the outbox under {} is empty",
         state.display()
     );
-    let ids: Vec<String> = bodies
-        .iter()
-        .map(|b| crate::beskedfordeler::publish::besked_id(b).unwrap_or_default())
-        .collect();
+    let (ids, bodies): (Vec<String>, Vec<Vec<u8>>) = bodies
+        .into_iter()
+        .map(|r: crate::store::outbox::Record| (r.besked_id.to_string(), r.envelope))
+        .unzip();
     let token = match &cfg.tokens {
         crate::beskedfordeler::sts::TokenSource::Static(t) => t.expose().to_owned(),
         _ => "load-test".to_owned(),

@@ -30,6 +30,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
+use uuid::Uuid;
 
 use crate::domain::envelope::{Event, Renderer};
 use crate::{crash, domain::keys, fsutil};
@@ -37,7 +38,9 @@ use crate::{crash, domain::keys, fsutil};
 /// The first eight bytes of every batch file.
 pub const MAGIC: &[u8; 8] = b"NEMSOUTB";
 /// The batch format version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// Version 1 records hold no `BeskedId` of their own; they are still read.
+const VERSION_1: u16 = 1;
 /// The longest event a batch may hold (ours are about 2 KB): a corrupt
 /// length never allocates more.
 const MAX_ENVELOPE: usize = 1 << 20;
@@ -167,8 +170,9 @@ pub fn write_batch(
         let mut buf = Vec::with_capacity(4096);
         for event in events {
             buf.clear();
-            renderer.render(event, &mut buf);
+            let id = renderer.render(event, &mut buf);
             encoder.write_all(&(buf.len() as u32).to_le_bytes())?;
+            encoder.write_all(id.as_bytes())?;
             encoder.write_all(&buf)?;
             n += 1;
             match event.change {
@@ -225,6 +229,10 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> BatchError + '_ {
 
 /// Reads and verifies a batch's header (not the payload).
 pub fn read_header(path: &Path) -> Result<BatchHeader, BatchError> {
+    read_header_versioned(path).map(|(h, _)| h)
+}
+
+fn read_header_versioned(path: &Path) -> Result<(BatchHeader, u16), BatchError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut h = [0u8; HEADER_LEN];
     file.read_exact(&mut h).map_err(|e| match e.kind() {
@@ -234,7 +242,8 @@ pub fn read_header(path: &Path) -> Result<BatchHeader, BatchError> {
     if &h[..8] != MAGIC {
         return Err(corrupt(path, "bad magic"));
     }
-    if u16::from_le_bytes([h[8], h[9]]) != VERSION {
+    let version = u16::from_le_bytes([h[8], h[9]]);
+    if version != VERSION && version != VERSION_1 {
         return Err(corrupt(path, "unsupported format version"));
     }
     let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
@@ -259,12 +268,12 @@ pub fn read_header(path: &Path) -> Result<BatchHeader, BatchError> {
             "length does not match its header (truncated?)",
         ));
     }
-    Ok(header)
+    Ok((header, version))
 }
 
 /// Verifies a batch completely and returns a reader over its envelopes.
 pub fn open(path: &Path) -> Result<(BatchHeader, Envelopes), BatchError> {
-    let header = read_header(path)?;
+    let (header, version) = read_header_versioned(path)?;
     let mut file = File::open(path).map_err(io_err(path))?;
     file.seek(SeekFrom::Start(HEADER_LEN as u64))
         .map_err(io_err(path))?;
@@ -289,19 +298,36 @@ pub fn open(path: &Path) -> Result<(BatchHeader, Envelopes), BatchError> {
             path: path.to_owned(),
             decoder,
             remaining: header.n_events,
+            version,
         },
     ))
 }
 
-/// The envelopes of a verified batch, in order.
+/// One event of a batch: its `BeskedId` and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub besked_id: Uuid,
+    pub envelope: Vec<u8>,
+}
+
+/// The records of a verified batch, in order.
 pub struct Envelopes {
     path: PathBuf,
     decoder: zstd::stream::Decoder<'static, BufReader<File>>,
     remaining: u64,
+    version: u16,
+}
+
+/// The `BeskedId` in one of our envelopes: only for version 1 batches,
+/// whose records do not carry it.
+fn v1_besked_id(envelope: &[u8]) -> Option<Uuid> {
+    const MARK: &[u8] = b"<b:BeskedId><sd:UUIDIdentifikator>";
+    let at = memchr::memmem::find(envelope, MARK)? + MARK.len();
+    Uuid::try_parse_ascii(envelope.get(at..at + 36)?).ok()
 }
 
 impl Iterator for Envelopes {
-    type Item = Result<Vec<u8>, BatchError>;
+    type Item = Result<Record, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
@@ -317,10 +343,26 @@ impl Iterator for Envelopes {
                 if len > MAX_ENVELOPE {
                     return Err(io::Error::other("an event longer than the limit"));
                 }
+                let mut id = [0u8; 16];
+                if self.version != VERSION_1 {
+                    self.decoder.read_exact(&mut id)?;
+                }
                 let mut env = vec![0u8; len];
-                self.decoder.read_exact(&mut env).map(|()| env)
+                self.decoder.read_exact(&mut env).map(|()| (id, env))
             })
-            .map_err(|_| corrupt(&self.path, "payload ends before its last event"));
+            .map_err(|_| corrupt(&self.path, "payload ends before its last event"))
+            .and_then(|(id, envelope)| {
+                let besked_id = if self.version == VERSION_1 {
+                    v1_besked_id(&envelope)
+                        .ok_or_else(|| corrupt(&self.path, "an event without a BeskedId"))?
+                } else {
+                    Uuid::from_bytes(id)
+                };
+                Ok(Record {
+                    besked_id,
+                    envelope,
+                })
+            });
         if result.is_err() {
             self.remaining = 0;
         }
@@ -418,9 +460,66 @@ mod tests {
         assert!(per_event < 300.0, "{per_event} bytes per event");
         let (header, envs) = open(&a).unwrap();
         assert_eq!(header, h);
-        let envs: Vec<Vec<u8>> = envs.collect::<Result<_, _>>().unwrap();
+        let envs: Vec<Record> = envs.collect::<Result<_, _>>().unwrap();
         assert_eq!(envs.len(), 5000);
-        assert_eq!(envs[7], r.render_string(&evs[7]).into_bytes());
+        assert_eq!(envs[7].envelope, r.render_string(&evs[7]).into_bytes());
+        // The record's BeskedId is the one in its envelope.
+        assert_eq!(
+            envs[7].besked_id,
+            v1_besked_id(&envs[7].envelope).unwrap(),
+            "the stored id is the envelope's"
+        );
+        assert_eq!(
+            envs[7].besked_id,
+            crate::domain::envelope::besked_id(29189846, date, &evs[7])
+        );
+    }
+
+    #[test]
+    fn version_1_batches_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = jiff::civil::date(2026, 1, 2);
+        let r = Renderer::new(
+            &config(),
+            BatchContext {
+                authority: 29189846,
+                date,
+                taken_at: 0,
+            },
+        );
+        let evs = events(3);
+        // A version 1 payload: length and envelope, no id.
+        let mut raw = Vec::new();
+        for e in &evs {
+            let env = r.render_string(e).into_bytes();
+            raw.extend_from_slice(&(env.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&env);
+        }
+        let payload = zstd::encode_all(&raw[..], 1).unwrap();
+        let header = BatchHeader {
+            authority: 29189846,
+            date,
+            n_events: 3,
+            n_signed_up: 2,
+            n_signed_off: 1,
+            payload_bytes: payload.len() as u64,
+            payload_sum: xxhash_rust::xxh3::xxh3_64(&payload),
+        };
+        let mut bytes = encode_header(&header).to_vec();
+        bytes[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..64]);
+        bytes[64..72].copy_from_slice(&sum.to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let path = dir.path().join("v1.batch");
+        fs::write(&path, bytes).unwrap();
+        let (_, records) = open(&path).unwrap();
+        let records: Vec<Record> = records.collect::<Result<_, _>>().unwrap();
+        for (record, e) in records.iter().zip(&evs) {
+            assert_eq!(
+                record.besked_id,
+                crate::domain::envelope::besked_id(29189846, date, e)
+            );
+        }
     }
 
     #[test]
