@@ -115,7 +115,7 @@ pub async fn send(
     step(deadline, "sending the AliveBesked", async {
         publish::send(
             &channel,
-            cfg,
+            &cfg.exchange,
             token,
             body.as_bytes(),
             &id.to_string(),

@@ -66,10 +66,11 @@ pub enum BatchStatus {
 }
 
 /// A connection with its reply consumer.
-struct Link {
+pub struct Link {
     _connection: Connection,
     channel: Channel,
     replies: Consumer,
+    exchange: String,
 }
 
 /// Connects to Beskedfordeler. `amqps://` trusts the configured `ca_cert`
@@ -117,6 +118,81 @@ pub async fn connect(cfg: &BeskedfordelerConfig) -> anyhow::Result<(Connection, 
     Ok((connection, channel))
 }
 
+/// What the publisher needs from Beskedfordeler: connections to send on
+/// and read `StandardRetur` replies from. [`Amqp`] is the real one; the
+/// unit tests below drive the publisher's rules through a scripted one.
+pub trait Broker {
+    type Link: BrokerLink;
+    /// A new connection (the old one, if any, is dropped first).
+    fn connect(&mut self) -> impl std::future::Future<Output = anyhow::Result<Self::Link>>;
+}
+
+/// One connection to Beskedfordeler.
+pub trait BrokerLink {
+    /// Publishes one envelope with its `token` header; the reply carries
+    /// `correlation_id`.
+    fn send(
+        &mut self,
+        token: &str,
+        body: &[u8],
+        message_id: &str,
+        correlation_id: &str,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>>;
+    /// The next reply: its correlation id and body. `None`: the connection
+    /// ended.
+    fn next_reply(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<anyhow::Result<(Option<String>, Vec<u8>)>>>;
+}
+
+/// Beskedfordeler over AMQP (lapin).
+pub struct Amqp<'a> {
+    pub cfg: &'a BeskedfordelerConfig,
+}
+
+impl Broker for Amqp<'_> {
+    type Link = Link;
+
+    async fn connect(&mut self) -> anyhow::Result<Link> {
+        link(self.cfg).await
+    }
+}
+
+impl BrokerLink for Link {
+    async fn send(
+        &mut self,
+        token: &str,
+        body: &[u8],
+        message_id: &str,
+        correlation_id: &str,
+    ) -> anyhow::Result<()> {
+        Ok(send(
+            &self.channel,
+            &self.exchange,
+            token,
+            body,
+            message_id,
+            correlation_id,
+        )
+        .await?)
+    }
+
+    async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
+        self.replies.next().await.map(|r| {
+            r.map(|d| {
+                (
+                    d.properties
+                        .correlation_id()
+                        .as_ref()
+                        .map(|c| c.to_string()),
+                    d.data,
+                )
+            })
+            .map_err(anyhow::Error::from)
+        })
+    }
+}
+
 async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
     let (connection, channel) = connect(cfg).await?;
     let replies = channel
@@ -135,13 +211,14 @@ async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
         _connection: connection,
         channel,
         replies,
+        exchange: cfg.exchange.clone(),
     })
 }
 
 /// Publishes one message; the caller matches the reply by `correlation_id`.
 pub async fn send(
     channel: &Channel,
-    cfg: &BeskedfordelerConfig,
+    exchange: &str,
     token: &str,
     body: &[u8],
     message_id: &str,
@@ -157,7 +234,7 @@ pub async fn send(
         .with_headers(headers);
     channel
         .basic_publish(
-            cfg.exchange.as_str().into(),
+            exchange.into(),
             ShortString::from(""),
             BasicPublishOptions {
                 mandatory: true,
@@ -177,6 +254,7 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
     runtime.block_on(async {
         let mut outcomes = Vec::new();
         let mut link: Option<Link> = None;
+        let mut broker = Amqp { cfg };
         let mut tokens = crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?;
         for path in outbox::list(state)? {
             let header = outbox::read_header(&path)?;
@@ -190,6 +268,7 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
                 header.n_events,
                 cursor,
                 cfg,
+                &mut broker,
                 &mut link,
                 &mut tokens,
             )
@@ -209,13 +288,15 @@ struct Pending {
     sent_at: Instant,
 }
 
-async fn publish_batch(
+#[allow(clippy::too_many_arguments)]
+async fn publish_batch<B: Broker>(
     path: &Path,
     authority: u32,
     n_events: u64,
     start: u64,
     cfg: &BeskedfordelerConfig,
-    link_slot: &mut Option<Link>,
+    broker: &mut B,
+    link_slot: &mut Option<B::Link>,
     tokens: &mut crate::beskedfordeler::sts::Tokens,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
@@ -278,7 +359,8 @@ async fn publish_batch(
             }
         }
         if link_slot.is_none() {
-            let connected = tokio::time::timeout(outage.attempt_limit(cfg), link(cfg))
+            *link_slot = None;
+            let connected = tokio::time::timeout(outage.attempt_limit(cfg), broker.connect())
                 .await
                 .unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
@@ -322,9 +404,7 @@ async fn publish_batch(
             // as a broken link.
             let sent = tokio::time::timeout(
                 cfg.reply_timeout,
-                send(
-                    &link.channel,
-                    cfg,
+                link.send(
                     &token,
                     &bodies[index as usize],
                     &ids[index as usize],
@@ -371,21 +451,16 @@ async fn publish_batch(
         let wait = oldest.map_or(cfg.reply_timeout, |t| {
             cfg.reply_timeout.saturating_sub(t.elapsed())
         });
-        match tokio::time::timeout(wait.max(Duration::from_millis(1)), link.replies.next()).await {
-            Ok(Some(Ok(delivery))) => {
-                let Some(cid) = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(|c| c.to_string())
-                else {
+        match tokio::time::timeout(wait.max(Duration::from_millis(1)), link.next_reply()).await {
+            Ok(Some(Ok((cid, data)))) => {
+                let Some(cid) = cid else {
                     continue;
                 };
                 let Some(p) = pending.remove(&cid) else {
                     continue; // a late reply to an attempt already resent
                 };
                 let local = p.index as usize;
-                let (code, text) = besked::parse_standard_retur(&delivery.data)
+                let (code, text) = besked::parse_standard_retur(&data)
                     .unwrap_or((0, "unreadable StandardRetur".into()));
                 match code {
                     besked::OK => {
@@ -577,4 +652,250 @@ pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The publisher's rules through the [`Broker`] seam: a scripted
+    //! Beskedfordeler that answers, drops, expires tokens, rejects or is
+    //! unreachable, over a real batch file.
+
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::beskedfordeler::sts::{TokenSource, Tokens};
+    use crate::domain::diff::Change;
+    use crate::domain::envelope::{BatchContext, Event, Renderer, tests::config};
+    use crate::domain::keys::KeyKind;
+
+    const AUTHORITY: u32 = 29189846;
+
+    /// How the scripted Beskedfordeler treats the n-th message it gets
+    /// (counting every send, resends included).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Answer {
+        Ok,
+        Drop,
+        Expired,
+        Reject,
+    }
+
+    #[derive(Default)]
+    struct Script {
+        /// Answers by send number; `Ok` past the end.
+        answers: Vec<Answer>,
+        /// Connections that fail before one succeeds (`usize::MAX`: all).
+        refuse_connections: usize,
+        connects: usize,
+        /// Every message id sent, in order.
+        sent: Vec<String>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Scripted(Arc<Mutex<Script>>);
+
+    struct ScriptedLink {
+        script: Arc<Mutex<Script>>,
+        replies: VecDeque<(Option<String>, Vec<u8>)>,
+    }
+
+    impl Broker for Scripted {
+        type Link = ScriptedLink;
+
+        async fn connect(&mut self) -> anyhow::Result<ScriptedLink> {
+            let mut s = self.0.lock().unwrap();
+            s.connects += 1;
+            if s.connects <= s.refuse_connections {
+                anyhow::bail!("connection refused");
+            }
+            Ok(ScriptedLink {
+                script: self.0.clone(),
+                replies: VecDeque::new(),
+            })
+        }
+    }
+
+    impl BrokerLink for ScriptedLink {
+        async fn send(
+            &mut self,
+            token: &str,
+            _body: &[u8],
+            message_id: &str,
+            correlation_id: &str,
+        ) -> anyhow::Result<()> {
+            assert_eq!(token, "tok");
+            let mut s = self.script.lock().unwrap();
+            let n = s.sent.len();
+            s.sent.push(message_id.to_owned());
+            let code = match s.answers.get(n).copied().unwrap_or(Answer::Ok) {
+                Answer::Drop => return Ok(()),
+                Answer::Ok => besked::OK,
+                Answer::Expired => besked::TOKEN_EXPIRED,
+                Answer::Reject => 40,
+            };
+            self.replies.push_back((
+                Some(correlation_id.to_owned()),
+                besked::standard_retur(code, "scripted").into_bytes(),
+            ));
+            Ok(())
+        }
+
+        async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
+            match self.replies.pop_front() {
+                Some(r) => Some(Ok(r)),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn bf_config() -> BeskedfordelerConfig {
+        BeskedfordelerConfig {
+            url: crate::secret::Secret::new("amqp://127.0.0.1:1/%2f"),
+            exchange: "x".into(),
+            tokens: TokenSource::Static(crate::secret::Secret::new("tok")),
+            tls: None,
+            in_flight: 8,
+            reply_timeout: Duration::from_millis(100),
+            outage_deadline: Duration::from_millis(400),
+            max_backoff: Duration::from_millis(20),
+            publish_after_run: false,
+            alive_check_before_publish: false,
+        }
+    }
+
+    /// A batch of `n` events; its BeskedIds in order.
+    fn batch(dir: &Path, n: u32) -> (std::path::PathBuf, Vec<String>) {
+        let date = jiff::civil::date(2026, 1, 2);
+        let r = Renderer::new(
+            &config(),
+            BatchContext {
+                authority: AUTHORITY,
+                date,
+                taken_at: 0,
+            },
+        );
+        let events: Vec<Event> = (0..n)
+            .map(|i| Event {
+                kind: KeyKind::Cpr,
+                key: 101_900_000 + i,
+                change: Change::SignedUp,
+            })
+            .collect();
+        let path = outbox::batch_path(dir, AUTHORITY, date);
+        outbox::write_batch(&path, &r, AUTHORITY, date, &events).unwrap();
+        let (_, records) = outbox::open(&path).unwrap();
+        let ids = records.map(|r| r.unwrap().besked_id.to_string()).collect();
+        (path, ids)
+    }
+
+    fn publish(path: &Path, n: u64, broker: &mut Scripted) -> BatchOutcome {
+        let cfg = bf_config();
+        crate::rt::runtime().unwrap().block_on(async {
+            let mut link = None;
+            let mut tokens = Tokens::new(&cfg.tokens).unwrap();
+            let start = outbox::read_cursor(path).unwrap();
+            publish_batch(
+                path,
+                AUTHORITY,
+                n,
+                start,
+                &cfg,
+                broker,
+                &mut link,
+                &mut tokens,
+            )
+            .await
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn every_event_once_in_order_and_the_cursor_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 50);
+        let mut broker = Scripted::default();
+        let o = publish(&path, 50, &mut broker);
+        assert_eq!(
+            (o.status, o.published, o.sent),
+            (BatchStatus::Published, 50, 50)
+        );
+        assert_eq!(
+            broker.0.lock().unwrap().sent,
+            ids,
+            "the record's ids, in order"
+        );
+        assert_eq!(outbox::read_cursor(&path).unwrap(), 50);
+    }
+
+    #[test]
+    fn a_lost_reply_is_sent_again_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 20);
+        let mut broker = Scripted::default();
+        broker.0.lock().unwrap().answers = vec![Answer::Ok, Answer::Ok, Answer::Drop];
+        let o = publish(&path, 20, &mut broker);
+        assert_eq!(
+            (o.status, o.published, o.sent),
+            (BatchStatus::Published, 20, 21)
+        );
+        let sent = broker.0.lock().unwrap().sent.clone();
+        assert_eq!(
+            sent.iter().filter(|id| **id == ids[2]).count(),
+            2,
+            "resent once"
+        );
+        assert_eq!(outbox::read_cursor(&path).unwrap(), 20);
+    }
+
+    #[test]
+    fn an_expired_token_means_a_new_connection_and_a_resend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = batch(dir.path(), 10);
+        let mut broker = Scripted::default();
+        broker.0.lock().unwrap().answers = vec![Answer::Ok, Answer::Expired];
+        let o = publish(&path, 10, &mut broker);
+        assert_eq!((o.status, o.published), (BatchStatus::Published, 10));
+        assert!(broker.0.lock().unwrap().connects >= 2);
+    }
+
+    #[test]
+    fn a_rejection_stops_the_batch_with_the_cursor_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 30);
+        let mut broker = Scripted::default();
+        let mut answers = vec![Answer::Ok; 30];
+        answers[4] = Answer::Reject;
+        broker.0.lock().unwrap().answers = answers;
+        let o = publish(&path, 30, &mut broker);
+        assert_eq!(o.status, BatchStatus::Rejected);
+        let message = o.message.unwrap();
+        assert!(
+            message.contains("event 5 of 30") && message.contains(&ids[4]),
+            "{message}"
+        );
+        assert_eq!(
+            outbox::read_cursor(&path).unwrap(),
+            4,
+            "never past an unconfirmed event"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_broker_ends_at_the_outage_deadline_and_resumes_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = batch(dir.path(), 10);
+        let mut broker = Scripted::default();
+        broker.0.lock().unwrap().refuse_connections = usize::MAX;
+        let started = Instant::now();
+        let o = publish(&path, 10, &mut broker);
+        assert_eq!((o.status, o.published), (BatchStatus::Incomplete, 0));
+        assert!(o.message.unwrap().contains("connection refused"));
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert_eq!(outbox::read_cursor(&path).unwrap(), 0);
+        // The broker is back: the next publish delivers everything.
+        let mut broker = Scripted::default();
+        let o = publish(&path, 10, &mut broker);
+        assert_eq!((o.status, o.published), (BatchStatus::Published, 10));
+    }
 }

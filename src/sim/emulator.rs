@@ -508,7 +508,7 @@ pub fn load(
                 for (i, (body, id)) in bodies.iter().zip(&ids).enumerate() {
                     crate::beskedfordeler::publish::send(
                         &channel,
-                        &cfg,
+                        &cfg.exchange,
                         &token,
                         body,
                         id,
