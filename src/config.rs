@@ -324,149 +324,14 @@ impl Config {
                 "must be \"oiorest\", file://… or https://…".into(),
             ));
         };
-        let register = match raw.register {
-            Some(r) => {
-                if !r.base_url.starts_with("https://") {
-                    return Err(fail("register.base_url", "must be an https:// URL".into()));
-                }
-                if r.concurrency == 0 || r.parallel_authorities == 0 {
-                    return Err(fail(
-                        "register.concurrency",
-                        "concurrency settings must be at least 1".into(),
-                    ));
-                }
-                Some(crate::register::fetch::RegisterConfig {
-                    base_url: r.base_url,
-                    ca_cert: base.join(r.ca_cert),
-                    client_cert: base.join(r.client_cert),
-                    client_key: base.join(r.client_key),
-                    connect_timeout: std::time::Duration::from_secs(r.connect_timeout_secs),
-                    request_timeout: std::time::Duration::from_secs(r.request_timeout_secs),
-                    concurrency: r.concurrency,
-                    parallel_authorities: r.parallel_authorities,
-                    retries: r.retries,
-                    retry_deadline: std::time::Duration::from_secs(r.retry_deadline_secs.max(1)),
-                    max_backoff: std::time::Duration::from_secs(r.max_backoff_secs),
-                })
-            }
-            None => None,
-        };
-        let beskedfordeler = match raw.beskedfordeler {
-            Some(b) => {
-                let url = b.url.expose();
-                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                    return Err(fail("beskedfordeler.url", "must be an amqps:// URL".into()));
-                }
-                if url.parse::<lapin::uri::AMQPUri>().is_err() {
-                    return Err(fail(
-                        "beskedfordeler.url",
-                        format!("{} is not an AMQP URL", crate::secret::redact_url(url)),
-                    ));
-                }
-                let plain = url.starts_with("amqp://");
-                if plain && !b.insecure_broker {
-                    return Err(fail(
-                        "beskedfordeler.url",
-                        "amqp:// would carry the token and every envelope in clear: use amqps:// \
-                         with ca_cert, client_cert and client_key (for a loopback test broker \
-                         only: insecure_broker = true)"
-                            .into(),
-                    ));
-                }
-                if plain && !crate::secret::is_loopback_url(url) {
-                    return Err(fail(
-                        "beskedfordeler.insecure_broker",
-                        "plain amqp:// is only allowed to a loopback broker (127.0.0.1, ::1, localhost)".into(),
-                    ));
-                }
-                if !plain && b.insecure_broker {
-                    return Err(fail(
-                        "beskedfordeler.insecure_broker",
-                        "is only for plain amqp:// to a loopback test broker".into(),
-                    ));
-                }
-                if plain && b.ca_cert.is_some() {
-                    return Err(fail(
-                        "beskedfordeler.ca_cert",
-                        "a client certificate is configured, but amqp:// would not use TLS: use amqps://".into(),
-                    ));
-                }
-                if !plain && b.ca_cert.is_none() {
-                    return Err(fail(
-                        "beskedfordeler.ca_cert",
-                        "amqps:// needs ca_cert (the only CA the broker's certificate is checked against), client_cert and client_key".into(),
-                    ));
-                }
-                let tls = match (b.ca_cert, b.client_cert, b.client_key) {
-                    (Some(ca), Some(c), Some(k)) => {
-                        Some((base.join(ca), base.join(c), base.join(k)))
-                    }
-                    (None, None, None) => None,
-                    _ => {
-                        return Err(fail(
-                            "beskedfordeler.ca_cert",
-                            "ca_cert, client_cert and client_key go together".into(),
-                        ));
-                    }
-                };
-                let tokens = match (b.token, b.sts) {
-                    (Some(t), None) => crate::beskedfordeler::sts::TokenSource::Static(t),
-                    (None, Some(s)) => {
-                        if !s.url.starts_with("https://") {
-                            return Err(fail(
-                                "beskedfordeler.sts.url",
-                                "must be an https:// URL".into(),
-                            ));
-                        }
-                        crate::beskedfordeler::sts::TokenSource::Sts(
-                            crate::beskedfordeler::sts::StsConfig {
-                                url: s.url,
-                                ca_cert: base.join(s.ca_cert),
-                                client_cert: base.join(s.client_cert),
-                                client_key: base.join(s.client_key),
-                                service_entity_id: s.service_entity_id,
-                                refresh_before: std::time::Duration::from_secs(
-                                    s.refresh_before_secs,
-                                ),
-                            },
-                        )
-                    }
-                    _ => {
-                        return Err(fail(
-                            "beskedfordeler.token",
-                            "give either a static token or a [beskedfordeler.sts] section".into(),
-                        ));
-                    }
-                };
-                if b.max_failures.is_some() {
-                    return Err(fail(
-                        "beskedfordeler.max_failures",
-                        "was replaced by outage_deadline (how long to ride out an outage, e.g. \"10m\")".into(),
-                    ));
-                }
-                let outage_deadline = parse_duration(&b.outage_deadline)
-                    .map_err(|e| fail("beskedfordeler.outage_deadline", e))?;
-                if b.in_flight == 0 {
-                    return Err(fail(
-                        "beskedfordeler.in_flight",
-                        "must be at least 1".into(),
-                    ));
-                }
-                Some(BeskedfordelerConfig {
-                    url: b.url,
-                    exchange: b.exchange,
-                    tokens,
-                    tls,
-                    in_flight: b.in_flight,
-                    reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
-                    outage_deadline,
-                    max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),
-                    publish_after_run: b.publish_after_run,
-                    alive_check_before_publish: b.alive_check_before_publish,
-                })
-            }
-            None => None,
-        };
+        let register = raw
+            .register
+            .map(|r| register_section(r, base, &fail))
+            .transpose()?;
+        let beskedfordeler = raw
+            .beskedfordeler
+            .map(|b| beskedfordeler_section(b, base, &fail))
+            .transpose()?;
         if let Some(a) = &raw.alive
             && (a.serve_cert.is_some() != a.serve_key.is_some()
                 || (a.serve_client_ca.is_some() && a.serve_cert.is_none()))
@@ -613,6 +478,152 @@ impl Config {
     pub fn authority(&self, cvr: u32) -> Option<&Authority> {
         self.authorities.iter().find(|a| a.cvr == cvr)
     }
+}
+
+type Fail<'a> = dyn Fn(&str, String) -> anyhow::Error + 'a;
+
+/// The `[register]` section, validated into the Register client's settings.
+fn register_section(
+    r: RawRegister,
+    base: &Path,
+    fail: &Fail<'_>,
+) -> anyhow::Result<crate::register::fetch::RegisterConfig> {
+    if !r.base_url.starts_with("https://") {
+        return Err(fail("register.base_url", "must be an https:// URL".into()));
+    }
+    if r.concurrency == 0 || r.parallel_authorities == 0 {
+        return Err(fail(
+            "register.concurrency",
+            "concurrency settings must be at least 1".into(),
+        ));
+    }
+    Ok(crate::register::fetch::RegisterConfig {
+        base_url: r.base_url,
+        ca_cert: base.join(r.ca_cert),
+        client_cert: base.join(r.client_cert),
+        client_key: base.join(r.client_key),
+        connect_timeout: std::time::Duration::from_secs(r.connect_timeout_secs),
+        request_timeout: std::time::Duration::from_secs(r.request_timeout_secs),
+        concurrency: r.concurrency,
+        parallel_authorities: r.parallel_authorities,
+        retries: r.retries,
+        retry_deadline: std::time::Duration::from_secs(r.retry_deadline_secs.max(1)),
+        max_backoff: std::time::Duration::from_secs(r.max_backoff_secs),
+    })
+}
+
+/// The `[beskedfordeler]` section, validated into the publisher's settings.
+fn beskedfordeler_section(
+    b: RawBeskedfordeler,
+    base: &Path,
+    fail: &Fail<'_>,
+) -> anyhow::Result<BeskedfordelerConfig> {
+    let url = b.url.expose();
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(fail("beskedfordeler.url", "must be an amqps:// URL".into()));
+    }
+    if url.parse::<lapin::uri::AMQPUri>().is_err() {
+        return Err(fail(
+            "beskedfordeler.url",
+            format!("{} is not an AMQP URL", crate::secret::redact_url(url)),
+        ));
+    }
+    let plain = url.starts_with("amqp://");
+    if plain && !b.insecure_broker {
+        return Err(fail(
+            "beskedfordeler.url",
+            "amqp:// would carry the token and every envelope in clear: use amqps:// \
+             with ca_cert, client_cert and client_key (for a loopback test broker \
+             only: insecure_broker = true)"
+                .into(),
+        ));
+    }
+    if plain && !crate::secret::is_loopback_url(url) {
+        return Err(fail(
+            "beskedfordeler.insecure_broker",
+            "plain amqp:// is only allowed to a loopback broker (127.0.0.1, ::1, localhost)".into(),
+        ));
+    }
+    if !plain && b.insecure_broker {
+        return Err(fail(
+            "beskedfordeler.insecure_broker",
+            "is only for plain amqp:// to a loopback test broker".into(),
+        ));
+    }
+    if plain && b.ca_cert.is_some() {
+        return Err(fail(
+            "beskedfordeler.ca_cert",
+            "a client certificate is configured, but amqp:// would not use TLS: use amqps://"
+                .into(),
+        ));
+    }
+    if !plain && b.ca_cert.is_none() {
+        return Err(fail(
+            "beskedfordeler.ca_cert",
+            "amqps:// needs ca_cert (the only CA the broker's certificate is checked against), client_cert and client_key".into(),
+        ));
+    }
+    let tls = match (b.ca_cert, b.client_cert, b.client_key) {
+        (Some(ca), Some(c), Some(k)) => Some((base.join(ca), base.join(c), base.join(k))),
+        (None, None, None) => None,
+        _ => {
+            return Err(fail(
+                "beskedfordeler.ca_cert",
+                "ca_cert, client_cert and client_key go together".into(),
+            ));
+        }
+    };
+    let tokens = match (b.token, b.sts) {
+        (Some(t), None) => crate::beskedfordeler::sts::TokenSource::Static(t),
+        (None, Some(s)) => {
+            if !s.url.starts_with("https://") {
+                return Err(fail(
+                    "beskedfordeler.sts.url",
+                    "must be an https:// URL".into(),
+                ));
+            }
+            crate::beskedfordeler::sts::TokenSource::Sts(crate::beskedfordeler::sts::StsConfig {
+                url: s.url,
+                ca_cert: base.join(s.ca_cert),
+                client_cert: base.join(s.client_cert),
+                client_key: base.join(s.client_key),
+                service_entity_id: s.service_entity_id,
+                refresh_before: std::time::Duration::from_secs(s.refresh_before_secs),
+            })
+        }
+        _ => {
+            return Err(fail(
+                "beskedfordeler.token",
+                "give either a static token or a [beskedfordeler.sts] section".into(),
+            ));
+        }
+    };
+    if b.max_failures.is_some() {
+        return Err(fail(
+            "beskedfordeler.max_failures",
+            "was replaced by outage_deadline (how long to ride out an outage, e.g. \"10m\")".into(),
+        ));
+    }
+    let outage_deadline = parse_duration(&b.outage_deadline)
+        .map_err(|e| fail("beskedfordeler.outage_deadline", e))?;
+    if b.in_flight == 0 {
+        return Err(fail(
+            "beskedfordeler.in_flight",
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(BeskedfordelerConfig {
+        url: b.url,
+        exchange: b.exchange,
+        tokens,
+        tls,
+        in_flight: b.in_flight,
+        reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
+        outage_deadline,
+        max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),
+        publish_after_run: b.publish_after_run,
+        alive_check_before_publish: b.alive_check_before_publish,
+    })
 }
 
 #[cfg(test)]

@@ -397,9 +397,9 @@ fn delete_pending_change_list(
         .write(ctx.state, a.cvr)
         .map_err(Fatal),
         Err(e) => {
-            tracing::warn!(authority_cvr = %keys::format(KeyKind::Cvr, a.cvr), error = %e, "change list not deleted");
+            tracing::warn!(authority_cvr = %keys::format(KeyKind::Cvr, a.cvr), error = format!("{e:#}"), "change list not deleted");
             o.message = Some(format!(
-                "change list not deleted at the register ({e}); the next run deletes it"
+                "change list not deleted at the register ({e:#}); the next run deletes it"
             ));
             Ok(())
         }
@@ -485,7 +485,7 @@ mod tests {
             })
         }
 
-        fn delete_change_list(&self, _: &Config, _: &Authority, _: &str) -> Result<(), String> {
+        fn delete_change_list(&self, _: &Config, _: &Authority, _: &str) -> anyhow::Result<()> {
             Ok(())
         }
     }

@@ -67,7 +67,7 @@ pub trait ListSource: Sync {
     ) -> Result<Loaded, LoadError>;
 
     /// Deletes a committed change list at the Register.
-    fn delete_change_list(&self, cfg: &Config, a: &Authority, list_id: &str) -> Result<(), String>;
+    fn delete_change_list(&self, cfg: &Config, a: &Authority, list_id: &str) -> anyhow::Result<()>;
 }
 
 /// The configured sources; Register clients, one per client certificate,
@@ -111,13 +111,10 @@ impl ListSource for Sources {
         self.load_today(cfg, state, a, date, previous)
     }
 
-    fn delete_change_list(&self, cfg: &Config, a: &Authority, list_id: &str) -> Result<(), String> {
-        self.client(cfg, a)
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|c| {
-                c.delete_change_list(&a.register_sysid, list_id)
-                    .map_err(|e| e.to_string())
-            })
+    fn delete_change_list(&self, cfg: &Config, a: &Authority, list_id: &str) -> anyhow::Result<()> {
+        Ok(self
+            .client(cfg, a)?
+            .delete_change_list(&a.register_sysid, list_id)?)
     }
 }
 
