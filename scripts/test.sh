@@ -31,6 +31,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
+echo "== cargo clippy, the product alone (without the lab's sim feature)"
+cargo clippy --quiet --no-default-features -- -D warnings
 echo "== cargo test"
 cargo test 2>&1 | tee "$log"
 echo "== benches, once each (criterion --test)"
