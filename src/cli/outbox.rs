@@ -73,7 +73,7 @@ pub(super) fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {
                 h.n_events,
                 h.n_signed_up,
                 h.n_signed_off,
-                h.payload_bytes + 72
+                h.file_bytes()
             )?;
         }
     }
