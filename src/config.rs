@@ -71,6 +71,8 @@ struct RawEnvelope {
     handling_afmeldt: Uuid,
     #[serde(default = "default_sikkerhed")]
     sikkerhedsklassificering: Uuid,
+    /// The secret key event ids are derived with (default: STATE/id.key).
+    id_key_file: Option<PathBuf>,
 }
 
 fn default_person() -> Uuid {
@@ -273,6 +275,8 @@ pub struct Config {
     pub path: PathBuf,
     /// State directory (absolute or relative to the config file).
     pub state_dir: PathBuf,
+    /// The installation's secret for event ids (mode 0600, made on first use).
+    pub id_key_file: PathBuf,
     /// Where lists come from.
     pub source: Source,
     /// The Register connection (OIOREST and HTTPS sources, `user` calls).
@@ -430,9 +434,14 @@ impl Config {
         if let Source::Https(t) = &source {
             check_debug_wire("source", t).map_err(|e| fail("source", e))?;
         }
+        let state_dir = base.join(raw.state_dir);
         Ok(Config {
             path: path.to_owned(),
-            state_dir: base.join(raw.state_dir),
+            id_key_file: e
+                .id_key_file
+                .as_ref()
+                .map_or_else(|| state_dir.join("id.key"), |p| base.join(p)),
+            state_dir,
             source,
             register,
             beskedfordeler,

@@ -773,6 +773,7 @@ mod tests {
                 authority: AUTHORITY,
                 date,
                 taken_at: 0,
+                id_key: crate::domain::envelope::tests::KEY,
             },
         );
         let events: Vec<Event> = (0..n)

@@ -51,8 +51,6 @@ pub const KUVERT_NS: &str = "urn:oio:besked:kuvert:1.0";
 pub const SAGDOK_NS: &str = "urn:oio:sagdok:3.0.0";
 /// Namespace of the project's business payload in `Beskeddata`.
 pub const DATA_NS: &str = "urn:nemsms-diff:haendelse:1.0";
-/// UUID v5 namespace of `BeskedId`s (a fixed random UUID of this project).
-pub const BESKED_ID_NS: Uuid = Uuid::from_u128(0x6f1c_2f4e_8a51_4c1e_9b0d_27e3_5a9c_1d42);
 
 /// One change to emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +58,18 @@ pub struct Event {
     pub kind: KeyKind,
     pub key: u32,
     pub change: Change,
+}
+
+/// The installation's secret key for event ids: without it, a `BeskedId`
+/// cannot be traced back to the CPR number it was made from (a public
+/// derivation could be reversed by trying every possible CPR number).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdKey(pub [u8; 32]);
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdKey(***)")
+    }
 }
 
 /// What every envelope of one batch shares.
@@ -71,10 +81,16 @@ pub struct BatchContext {
     pub date: Date,
     /// When today's list was taken (Unix seconds), from the snapshot.
     pub taken_at: i64,
+    /// The key event ids are derived with.
+    pub id_key: IdKey,
 }
 
-/// The deterministic `BeskedId` of an event.
-pub fn besked_id(authority: u32, date: Date, event: &Event) -> Uuid {
+/// The deterministic `BeskedId` of an event: HMAC-SHA256 under the
+/// installation's [`IdKey`] of (authority, date, kind, number, change), as a
+/// UUID version 8. The same on every rerun and backfill with the same key;
+/// not reversible to the number without it.
+pub fn besked_id(key: &IdKey, authority: u32, date: Date, event: &Event) -> Uuid {
+    use hmac::Mac;
     let mut buf = [0u8; 10];
     let name = format!(
         "{}|{}|{}|{}|{}",
@@ -84,7 +100,13 @@ pub fn besked_id(authority: u32, date: Date, event: &Event) -> Uuid {
         String::from_utf8_lossy(keys::format_into(event.kind, event.key, &mut buf)),
         event.change.as_str()
     );
-    Uuid::new_v5(&BESKED_ID_NS, name.as_bytes())
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0).expect("any key length");
+    mac.update(b"nemsms-diff BeskedId\0");
+    mac.update(name.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 const ID_MARK: &str = "@@BESKEDID@@";
@@ -145,7 +167,7 @@ impl Renderer {
     /// Appends the envelope of `event` to `out`; returns its `BeskedId`.
     pub fn render(&self, event: &Event, out: &mut Vec<u8>) -> Uuid {
         let t = &self.templates[kind_index(event.kind)][change_index(event.change)];
-        let uuid = besked_id(self.ctx.authority, self.ctx.date, event);
+        let uuid = besked_id(&self.ctx.id_key, self.ctx.authority, self.ctx.date, event);
         let mut id_buf = Uuid::encode_buffer();
         let id = uuid.hyphenated().encode_lower(&mut id_buf).as_bytes();
         let mut key_buf = [0u8; 10];
@@ -331,11 +353,14 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) const KEY: IdKey = IdKey([7; 32]);
+
     fn ctx() -> BatchContext {
         BatchContext {
             authority: 29189846,
             date: jiff::civil::date(2026, 1, 2),
             taken_at: 1_767_322_800,
+            id_key: KEY,
         }
     }
 
@@ -348,7 +373,7 @@ pub(crate) mod tests {
             change: Change::SignedOff,
         };
         let xml = r.render_string(&ev);
-        let id = besked_id(29189846, ctx().date, &ev).to_string();
+        let id = besked_id(&KEY, 29189846, ctx().date, &ev).to_string();
         assert_eq!(
             xml.matches(&id).count(),
             2,
@@ -374,6 +399,7 @@ pub(crate) mod tests {
         let date = ctx().date;
         let ev = |kind, key, change| Event { kind, key, change };
         let a = besked_id(
+            &KEY,
             29189846,
             date,
             &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
@@ -381,29 +407,44 @@ pub(crate) mod tests {
         assert_eq!(
             a,
             besked_id(
+                &KEY,
                 29189846,
                 date,
                 &ev(KeyKind::Cpr, 101901234, Change::SignedUp)
             )
         );
-        assert_eq!(a.get_version_num(), 5);
+        assert_eq!(a.get_version_num(), 8);
+        // Another installation's key: other ids for the same event.
+        assert_ne!(
+            a,
+            besked_id(
+                &IdKey([8; 32]),
+                29189846,
+                date,
+                &ev(KeyKind::Cpr, 101901234, Change::SignedUp)
+            )
+        );
         for other in [
             besked_id(
+                &KEY,
                 29189846,
                 date,
                 &ev(KeyKind::Cpr, 101901234, Change::SignedOff),
             ),
             besked_id(
+                &KEY,
                 29189846,
                 date.tomorrow().unwrap(),
                 &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
             ),
             besked_id(
+                &KEY,
                 13585628,
                 date,
                 &ev(KeyKind::Cpr, 101901234, Change::SignedUp),
             ),
             besked_id(
+                &KEY,
                 29189846,
                 date,
                 &ev(KeyKind::Cvr, 101901234, Change::SignedUp),

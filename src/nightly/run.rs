@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::config::{Authority, Config, FirstRun, ListMode, Source};
 use crate::domain::diff::{self, Changes};
-use crate::domain::envelope::{BatchContext, Event, Renderer};
+use crate::domain::envelope::{BatchContext, Event, IdKey, Renderer};
 use crate::domain::guard;
 use crate::domain::keys::{self, KeyKind};
 use crate::nightly::report::{
@@ -60,6 +60,8 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub state: &'a State,
     pub source: &'a dyn ListSource,
+    /// The installation's key for event ids.
+    pub id_key: IdKey,
 }
 
 /// An error writing state: ends the run.
@@ -78,6 +80,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
     let state = State::new(cfg.state_dir.clone());
     let lock = state.lock()?;
     state.sweep()?;
+    let id_key = crate::store::secret::id_key(&cfg.id_key_file)?;
 
     let selected: Vec<&Authority> = if req.authorities.is_empty() {
         cfg.authorities.iter().collect()
@@ -101,6 +104,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         cfg,
         state: &state,
         source: &sources,
+        id_key,
     };
     let bar = progress_bar(req.progress, selected.len(), req.dates.len());
     let stop = AtomicBool::new(false);
@@ -343,6 +347,7 @@ fn commit(ctx: &Ctx, a: &Authority, date: Date, accept: bool) -> Result<Outcome,
             authority: a.cvr,
             date,
             taken_at,
+            id_key: ctx.id_key,
         },
     );
     let events: Vec<Event> = changes
@@ -551,6 +556,7 @@ register_sysid = "1"
                 cfg: &self.cfg,
                 state: &self.state,
                 source: &self.lists,
+                id_key: IdKey([7; 32]),
             };
             commit(&ctx, &self.cfg.authorities[0], day(d), accept).unwrap()
         }

@@ -4,5 +4,6 @@
 
 pub mod lists;
 pub mod outbox;
+pub mod secret;
 pub mod snapshot;
 pub mod state;

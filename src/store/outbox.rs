@@ -440,6 +440,7 @@ mod tests {
             authority: 29189846,
             date,
             taken_at: 1_767_322_800,
+            id_key: crate::domain::envelope::tests::KEY,
         };
         let r = Renderer::new(&config(), ctx);
         let evs = events(5000);
@@ -471,7 +472,12 @@ mod tests {
         );
         assert_eq!(
             envs[7].besked_id,
-            crate::domain::envelope::besked_id(29189846, date, &evs[7])
+            crate::domain::envelope::besked_id(
+                &crate::domain::envelope::tests::KEY,
+                29189846,
+                date,
+                &evs[7]
+            )
         );
     }
 
@@ -485,6 +491,7 @@ mod tests {
                 authority: 29189846,
                 date,
                 taken_at: 0,
+                id_key: crate::domain::envelope::tests::KEY,
             },
         );
         let evs = events(3);
@@ -517,7 +524,12 @@ mod tests {
         for (record, e) in records.iter().zip(&evs) {
             assert_eq!(
                 record.besked_id,
-                crate::domain::envelope::besked_id(29189846, date, e)
+                crate::domain::envelope::besked_id(
+                    &crate::domain::envelope::tests::KEY,
+                    29189846,
+                    date,
+                    e
+                )
             );
         }
     }
@@ -530,6 +542,7 @@ mod tests {
             authority: 29189846,
             date,
             taken_at: 0,
+            id_key: crate::domain::envelope::tests::KEY,
         };
         let path = dir.path().join("a.batch");
         write_batch(

@@ -99,7 +99,12 @@ beskedansvarlig_aktoer = "2f7c9e41-8b3a-4d6f-9e0c-1a5b7d3f8e2a"
 objekttype_virksomhed = "6c1d8f3a-2b4e-4a7c-9d5f-0e8b3a1c7d4f"
 handling_tilmeldt = "b3e1f7a2-5c8d-4e9b-a0f6-2d4c8b1e7a3f"
 handling_afmeldt = "e8a4c2d6-1f3b-4c7e-9a5d-7b0f2e6c4a1d"
+id_key_file = "id.key"
 "#;
+
+/// The id key every setup shares, so that separate setups (a reference and
+/// a crashed copy, a run and a backfill) write identical batches.
+const ID_KEY: &str = "07070707070707070707070707070707070707070707070707070707070707aa\n";
 
 /// A generated data set with a config for all its authorities.
 pub struct Setup {
@@ -139,6 +144,7 @@ impl Setup {
             })
             .collect();
         names.sort();
+        fs::write(dir.path().join("id.key"), ID_KEY).unwrap();
         let s = Setup {
             dir,
             authorities: names,
