@@ -71,6 +71,8 @@ struct RawEnvelope {
     handling_afmeldt: Uuid,
     #[serde(default = "default_sikkerhed")]
     sikkerhedsklassificering: Uuid,
+    /// RegistreringsAktoer (default: beskedansvarlig_aktoer).
+    registrerings_aktoer: Option<Uuid>,
     /// The secret key event ids are derived with (default: STATE/id.key).
     id_key_file: Option<PathBuf>,
 }
@@ -456,6 +458,7 @@ impl Config {
                 handling_tilmeldt: e.handling_tilmeldt,
                 handling_afmeldt: e.handling_afmeldt,
                 sikkerhedsklassificering: e.sikkerhedsklassificering,
+                registrerings_aktoer: e.registrerings_aktoer.unwrap_or(e.beskedansvarlig_aktoer),
             },
             guard,
             authorities,

@@ -43,6 +43,10 @@ pub struct EnvelopeConfig {
     pub handling_afmeldt: Uuid,
     /// Sikkerhedsklassificering.
     pub sikkerhedsklassificering: Uuid,
+    /// RegistreringsAktoer: the system that registered the change
+    /// (defaults to BeskedAnsvarligAktoer; KOMBIT's sample names
+    /// Serviceplatformen).
+    pub registrerings_aktoer: Uuid,
 }
 
 /// Namespace of the envelope.
@@ -109,12 +113,27 @@ pub fn besked_id(key: &IdKey, authority: u32, date: Date, event: &Event) -> Uuid
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The `ObjektRegistreringId` of the event whose `BeskedId` is `besked_id`:
+/// deterministic like it, keyed like it, and distinct from it.
+pub fn registrering_id(key: &IdKey, besked_id: &Uuid) -> Uuid {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0).expect("any key length");
+    mac.update(b"nemsms-diff ObjektRegistreringId\0");
+    mac.update(besked_id.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 const ID_MARK: &str = "@@BESKEDID@@";
+const REG_MARK: &str = "@@REGISTRERINGID@@";
 const KEY_MARK: &str = "@@NUMMER@@";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Id,
+    RegId,
     Key,
 }
 
@@ -170,12 +189,16 @@ impl Renderer {
         let uuid = besked_id(&self.ctx.id_key, self.ctx.authority, self.ctx.date, event);
         let mut id_buf = Uuid::encode_buffer();
         let id = uuid.hyphenated().encode_lower(&mut id_buf).as_bytes();
+        let reg = registrering_id(&self.ctx.id_key, &uuid);
+        let mut reg_buf = Uuid::encode_buffer();
+        let reg = reg.hyphenated().encode_lower(&mut reg_buf).as_bytes();
         let mut key_buf = [0u8; 10];
         let key = keys::format_into(event.kind, event.key, &mut key_buf);
         out.extend_from_slice(&t.segments[0]);
         for (slot, segment) in t.slots.iter().zip(&t.segments[1..]) {
             out.extend_from_slice(match slot {
                 Slot::Id => id,
+                Slot::RegId => reg,
                 Slot::Key => key,
             });
             out.extend_from_slice(segment);
@@ -198,10 +221,14 @@ fn template(cfg: &EnvelopeConfig, ctx: &BatchContext, kind: KeyKind, change: Cha
     let mut slots = Vec::new();
     let mut rest = text.as_str();
     loop {
-        let next = [(ID_MARK, Slot::Id), (KEY_MARK, Slot::Key)]
-            .into_iter()
-            .filter_map(|(mark, slot)| rest.find(mark).map(|at| (at, mark, slot)))
-            .min_by_key(|&(at, _, _)| at);
+        let next = [
+            (ID_MARK, Slot::Id),
+            (REG_MARK, Slot::RegId),
+            (KEY_MARK, Slot::Key),
+        ]
+        .into_iter()
+        .filter_map(|(mark, slot)| rest.find(mark).map(|at| (at, mark, slot)))
+        .min_by_key(|&(at, _, _)| at);
         let Some((at, mark, slot)) = next else {
             segments.push(rest.as_bytes().to_vec());
             break;
@@ -297,6 +324,8 @@ fn write_envelope(
                                 })?;
                             w.create_element("b:ObjektRegistrering")
                                 .write_inner_content(|w| {
+                                    uuid(w, "b:ObjektRegistreringId", REG_MARK)?;
+                                    uuid(w, "b:RegistreringsAktoer", &s(cfg.registrerings_aktoer))?;
                                     when(w, "b:Registreringstidspunkt", &registered)?;
                                     urn(w, "b:ObjektAnsvarligMyndighed", &authority_urn)?;
                                     urn(w, "b:ObjektId", &object_urn)?;
@@ -350,6 +379,7 @@ pub(crate) mod tests {
             handling_tilmeldt: u("44444444-4444-4444-8444-444444444444"),
             handling_afmeldt: u("55555555-5555-4555-8555-555555555555"),
             sikkerhedsklassificering: u(FORTROLIGE_PERSONOPLYSNINGER),
+            registrerings_aktoer: u("22222222-2222-4222-8222-222222222222"),
         }
     }
 
@@ -380,6 +410,17 @@ pub(crate) mod tests {
             "BeskedId and TransaktionsId: {xml}"
         );
         assert_eq!(xml.matches("urn:oio:cpr-nr:0101901234").count(), 2);
+        let reg = registrering_id(&KEY, &Uuid::parse_str(&id).unwrap()).to_string();
+        assert_ne!(reg, id);
+        assert!(
+            xml.contains(&format!(
+                "<b:ObjektRegistreringId><sd:UUIDIdentifikator>{reg}</sd:UUIDIdentifikator></b:ObjektRegistreringId>"
+            )),
+            "{xml}"
+        );
+        assert!(xml.contains(
+            "<b:RegistreringsAktoer><sd:UUIDIdentifikator>22222222-2222-4222-8222-222222222222</sd:UUIDIdentifikator></b:RegistreringsAktoer>"
+        ));
         assert!(xml.contains("<h:Nummer>0101901234</h:Nummer>"));
         assert!(xml.contains("<h:Haendelse>afmeldt</h:Haendelse>"));
         assert!(xml.contains("urn:oio:cvr-nr:29189846"));
