@@ -187,6 +187,12 @@ struct RawRegister {
     retry_deadline_secs: u64,
     #[serde(default = "default_max_backoff")]
     max_backoff_secs: u64,
+    #[serde(default = "default_boks_cvr_prefix")]
+    boks_cvr_prefix: String,
+}
+
+fn default_boks_cvr_prefix() -> String {
+    ":".into()
 }
 
 fn default_connect_timeout() -> u64 {
@@ -521,6 +527,7 @@ fn register_section(
         retries: r.retries,
         retry_deadline: std::time::Duration::from_secs(r.retry_deadline_secs.max(1)),
         max_backoff: std::time::Duration::from_secs(r.max_backoff_secs),
+        boks_cvr_prefix: r.boks_cvr_prefix,
     })
 }
 

@@ -87,10 +87,24 @@ pub enum UserCommand {
         #[command(flatten)]
         target: UserTarget,
     },
+    /// AfmeldNemSMS: sign the end user off
+    /// (PUT …/boks/{nummer}/myndighedstilmelding, Myndighedstilmelding = false).
+    Signoff {
+        #[command(flatten)]
+        target: UserTarget,
+    },
+    /// OpdaterBorgerNemSMS, then TilmeldNemSMS; stops if the first fails.
+    Enroll {
+        #[command(flatten)]
+        target: UserTarget,
+        /// The SlutbrugerStamdata XML body.
+        #[arg(long)]
+        stamdata: PathBuf,
+    },
 }
 
-/// OpdaterBorgerNemSMS: `PUT …/boks/{nummer}` with the stamdata body.
-fn update_command(t: &UserTarget, stamdata: &Path) -> anyhow::Result<u8> {
+/// The stamdata body, checked as XML (no DOCTYPE).
+fn stamdata_body(stamdata: &Path) -> anyhow::Result<Vec<u8>> {
     let body =
         std::fs::read(stamdata).with_context(|| format!("cannot read {}", stamdata.display()))?;
     let limits = crate::domain::xml::Limits {
@@ -106,39 +120,57 @@ fn update_command(t: &UserTarget, stamdata: &Path) -> anyhow::Result<u8> {
         }
         e => UsageError(format!("--stamdata: not well-formed XML: {e}")),
     })?;
-    put(
-        t,
-        "OpdaterBorgerNemSMS",
-        crate::register::wire::boks_path,
-        body,
-    )
+    Ok(body)
 }
 
-/// TilmeldNemSMS: `PUT …/boks/{nummer}/myndighedstilmelding`.
-fn signup_command(t: &UserTarget) -> anyhow::Result<u8> {
-    put(
-        t,
-        "TilmeldNemSMS",
-        crate::register::wire::myndighedstilmelding_path,
-        crate::register::wire::myndighedstilmelding_body().into_bytes(),
-    )
+/// The calls, with their names and paths.
+#[derive(Clone, Copy)]
+enum Call {
+    /// OpdaterBorgerNemSMS: `PUT …/boks/{nummer}` (a CVR with the configured prefix).
+    Update,
+    /// TilmeldNemSMS / AfmeldNemSMS: `PUT …/boks/{nummer}/myndighedstilmelding`.
+    Tilmelding(bool),
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Update => "OpdaterBorgerNemSMS",
+            Call::Tilmelding(true) => "TilmeldNemSMS",
+            Call::Tilmelding(false) => "AfmeldNemSMS",
+        }
+    }
 }
 
 pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
     match c {
-        UserCommand::Update { target, stamdata } => update_command(&target, &stamdata),
-        UserCommand::Signup { target } => signup_command(&target),
+        UserCommand::Update { target, stamdata } => {
+            put(&target, Call::Update, stamdata_body(&stamdata)?)
+        }
+        UserCommand::Signup { target } => put(
+            &target,
+            Call::Tilmelding(true),
+            crate::register::wire::myndighedstilmelding_body(true).into_bytes(),
+        ),
+        UserCommand::Signoff { target } => put(
+            &target,
+            Call::Tilmelding(false),
+            crate::register::wire::myndighedstilmelding_body(false).into_bytes(),
+        ),
+        UserCommand::Enroll { target, stamdata } => {
+            put(&target, Call::Update, stamdata_body(&stamdata)?)?;
+            put(
+                &target,
+                Call::Tilmelding(true),
+                crate::register::wire::myndighedstilmelding_body(true).into_bytes(),
+            )
+        }
     }
 }
 
-/// One SF2250 pass-through `PUT` of `body` to `path(sysid, nummer)`; the
-/// number is validated first and never printed (errors name `call`).
-fn put(
-    t: &UserTarget,
-    call: &str,
-    path: fn(&str, &str) -> String,
-    body: Vec<u8>,
-) -> anyhow::Result<u8> {
+/// One SF2250 pass-through `PUT` of `body`; the number is validated first
+/// and never printed (errors name the call). Not in NemSMS's service window.
+fn put(t: &UserTarget, call: Call, body: Vec<u8>) -> anyhow::Result<u8> {
     let cfg = load_config(&t.config)?;
     let authority = cfg.authority(t.authority).ok_or_else(|| {
         UsageError(format!(
@@ -158,11 +190,21 @@ fn put(
         .clone()
         .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
     let client = crate::register::fetch::Client::new(register, &cert, &key)?;
+    let sysid = &authority.register_sysid;
+    let path = match call {
+        Call::Update if kind == KeyKind::Cvr => crate::register::wire::boks_path(
+            sysid,
+            &format!("{}{nummer}", register.boks_cvr_prefix),
+        ),
+        Call::Update => crate::register::wire::boks_path(sysid, &nummer),
+        Call::Tilmelding(_) => crate::register::wire::myndighedstilmelding_path(sysid, &nummer),
+    };
+    let name = call.name();
     let status = client
-        .put(&path(&authority.register_sysid, &nummer), body)
-        .map_err(|e| anyhow::anyhow!("{call}: {e}"))?;
+        .put(&path, body)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     eprintln!(
-        "{call} for a {kind} at authority {}: HTTP {status}",
+        "{name} for a {kind} at authority {}: HTTP {status}",
         keys::format(KeyKind::Cvr, authority.cvr)
     );
     Ok(exit::OK)

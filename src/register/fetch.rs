@@ -45,6 +45,10 @@ pub struct RegisterConfig {
     pub retry_deadline: Duration,
     /// Largest delay between retries.
     pub max_backoff: Duration,
+    /// What goes before a CVR number in `…/boks/{nummer}` of
+    /// OpdaterBorgerNemSMS: `:` as SF2250 §3.2.4.2 writes it (§3.2.5.2 shows
+    /// no colon for `…/myndighedstilmelding`, which never gets one).
+    pub boks_cvr_prefix: String,
 }
 
 /// Why a call to the Register failed.
@@ -293,6 +297,15 @@ impl Client {
         &self,
         make: impl FnOnce() -> reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, FetchError> {
+        // NemSMS is not called in its service window, whenever the call is
+        // made (a run that began before it, a `user` call).
+        if let Some(end) = service_window_end(&now()) {
+            return Err(FetchError::Refused(format!(
+                "NemSMS is in its service window (Sunday 00:00-04:00 Danish time) until {}; \
+                 the register was not called",
+                end.strftime("%H:%M %Z")
+            )));
+        }
         let resp = make().send().map_err(transport)?;
         let status = resp.status();
         if status.is_success() {

@@ -107,9 +107,9 @@ pub fn myndighedstilmelding_path(sysid: &str, nummer: &str) -> String {
 }
 
 /// Body of `TilmeldNemSMS`.
-pub fn myndighedstilmelding_body() -> String {
+pub fn myndighedstilmelding_body(signed_up: bool) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Myndighedstilmelding xmlns=\"{NS}\">true</Myndighedstilmelding>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Myndighedstilmelding xmlns=\"{NS}\">{signed_up}</Myndighedstilmelding>"
     )
 }
 

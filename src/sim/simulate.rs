@@ -318,7 +318,16 @@ impl Sim {
             }
             (&Method::PUT, ["boks", nummer])
             | (&Method::PUT, ["boks", nummer, "myndighedstilmelding"]) => {
-                if keys::parse_any(nummer.as_bytes()).is_err() {
+                // SF2250 §3.2.4.2: a CVR in OpdaterBorgerNemSMS's path has a
+                // leading colon; the tilmelding path has none (§3.2.5.2).
+                let with_colon = nummer.strip_prefix(':');
+                let valid = match (with_colon, rest.len()) {
+                    (Some(cvr), 2) => keys::parse_cvr_str(cvr).is_ok(),
+                    (Some(_), _) => false,
+                    (None, _) => keys::parse_any(nummer.as_bytes())
+                        .is_ok_and(|(kind, _)| rest.len() == 3 || kind == KeyKind::Cpr),
+                };
+                if !valid {
                     return fejl(StatusCode::BAD_REQUEST, "4002", "invalid CPR or CVR number");
                 }
                 if body.is_empty() {

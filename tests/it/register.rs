@@ -505,3 +505,104 @@ fn hostile_register_answers_are_refused() {
         assert!(rss_kb < 150_000, "{mode}: {rss_kb} KB resident");
     }
 }
+
+#[test]
+fn signoff_enroll_the_cvr_form_and_the_service_window() {
+    let r = Register::start(1, 1_000, 1, "full", &[]);
+    let a = r.setup.authorities[0].clone();
+    fs::write(
+        r.path().join("stamdata.xml"),
+        "<SlutbrugerStamdata xmlns=\"urn:oio:dkal:1.0.0\"><Mobilnummer>12345678</Mobilnummer></SlutbrugerStamdata>",
+    )
+    .unwrap();
+    let user = |args: &[&str], now: Option<&str>| {
+        let mut all = vec!["user"];
+        all.extend_from_slice(&args[..1]);
+        all.extend_from_slice(&["--config", "config.toml", "--authority", &a]);
+        all.extend_from_slice(&args[1..]);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"));
+        cmd.args(&all).current_dir(r.path());
+        if let Some(now) = now {
+            cmd.env("NEMSMS_DIFF_NOW", now);
+        }
+        cmd.output().unwrap()
+    };
+    // Enroll: stamdata first, then the sign-up.
+    assert_code(
+        &user(
+            &[
+                "enroll",
+                "--cpr",
+                "0101901234",
+                "--stamdata",
+                "stamdata.xml",
+            ],
+            None,
+        ),
+        0,
+    );
+    assert_code(&user(&["signoff", "--cpr", "0101901234"], None), 0);
+    // A company: OpdaterBorgerNemSMS with the document's colon, the
+    // tilmelding path without it.
+    assert_code(
+        &user(
+            &["enroll", "--cvr", "13585628", "--stamdata", "stamdata.xml"],
+            None,
+        ),
+        0,
+    );
+    let lines: Vec<serde_json::Value> = r
+        .recorded()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let puts: Vec<(String, bool)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap().to_owned(),
+                v["body"].as_str().unwrap_or("").contains(">true<"),
+            )
+        })
+        .collect();
+    let boks = format!("/register/{a}/boks");
+    assert_eq!(
+        puts,
+        [
+            (format!("{boks}/0101901234"), false),
+            (format!("{boks}/0101901234/myndighedstilmelding"), true),
+            (format!("{boks}/0101901234/myndighedstilmelding"), false),
+            (format!("{boks}/:13585628"), false),
+            (format!("{boks}/13585628/myndighedstilmelding"), true),
+        ],
+        "{lines:?}"
+    );
+    assert!(lines[2]["body"].as_str().unwrap().contains(">false<"));
+    // Enroll stops when its first call fails: a CVR form the register
+    // refuses, and no sign-up follows.
+    let config = fs::read_to_string(r.path().join("config.toml")).unwrap();
+    fs::write(
+        r.path().join("config.toml"),
+        config.replace("[register]\n", "[register]\nboks_cvr_prefix = \"x\"\n"),
+    )
+    .unwrap();
+    let out = user(
+        &["enroll", "--cvr", "13585628", "--stamdata", "stamdata.xml"],
+        None,
+    );
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("OpdaterBorgerNemSMS"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(r.recorded().lines().count(), 5, "nothing more was sent");
+    // Sunday 02:00 Danish time: NemSMS is not called at all.
+    let out = user(
+        &["signup", "--cpr", "0101901234"],
+        Some("2026-01-04T01:00:00Z"),
+    );
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("service window"), "{}", stderr(&out));
+    assert_eq!(r.recorded().lines().count(), 5);
+}

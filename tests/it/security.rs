@@ -243,9 +243,11 @@ fn no_cpr_number_in_any_output_of_the_user_commands() {
         ("HTTP 500", failing.url()),
         ("redirect", redirecting.url()),
     ];
-    let commands: [&[&str]; 2] = [
+    let commands: [&[&str]; 4] = [
         &["user", "update", "--stamdata", "stamdata.xml"],
         &["user", "signup"],
+        &["user", "signoff"],
+        &["user", "enroll", "--stamdata", "stamdata.xml"],
     ];
     let sources: [(&[&str], &str); 3] = [
         (&["--cpr", CPR], ""),
