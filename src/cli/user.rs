@@ -93,6 +93,16 @@ pub enum UserCommand {
         #[command(flatten)]
         target: UserTarget,
     },
+    /// Spoerg tilmelding (EP_SP1), from our own replica: whether the end
+    /// user is signed up at the authority as of its current snapshot's list
+    /// date. No network; the number is never printed.
+    Status {
+        #[command(flatten)]
+        target: UserTarget,
+        /// One JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// OpdaterBorgerNemSMS, then TilmeldNemSMS; stops if the first fails.
     Enroll {
         #[command(flatten)]
@@ -157,6 +167,7 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
             Call::Tilmelding(false),
             crate::register::wire::myndighedstilmelding_body(false).into_bytes(),
         ),
+        UserCommand::Status { target, json } => status_command(&target, json),
         UserCommand::Enroll { target, stamdata } => {
             put(&target, Call::Update, stamdata_body(&stamdata)?)?;
             put(
@@ -166,6 +177,56 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
             )
         }
     }
+}
+
+/// `user status`: the answer from the authority's current snapshot.
+fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(&t.config)?;
+    let authority = cfg.authority(t.authority).ok_or_else(|| {
+        UsageError(format!(
+            "authority {} is not in {}",
+            keys::format(KeyKind::Cvr, t.authority),
+            t.config.display()
+        ))
+    })?;
+    let (kind, value) = t.nummer.resolve()?;
+    let started = std::time::Instant::now();
+    let state = crate::store::state::State::new(cfg.state_dir.clone());
+    let cvr = keys::format(KeyKind::Cvr, authority.cvr);
+    let Some(date) = state.read_current(authority.cvr)? else {
+        bail!("authority {cvr} has no current snapshot yet: run the nightly job first");
+    };
+    let snapshot = crate::store::snapshot::read(&state.snapshot(authority.cvr, date))?;
+    let signed_up = snapshot.keys.of(kind).binary_search(&value).is_ok();
+    let micros = started.elapsed().as_micros();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "authority": cvr,
+                "type": kind.as_str(),
+                "signed_up": signed_up,
+                "as_of": date.to_string(),
+                "taken_at": crate::domain::dates::rfc3339(snapshot.meta.taken_at),
+                "micros": micros as u64,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} at authority {cvr} as of list date {date} ({micros} µs, from the local replica)",
+            if signed_up {
+                "tilmeldt"
+            } else {
+                "ikke tilmeldt"
+            },
+            if signed_up {
+                "signed up"
+            } else {
+                "not signed up"
+            },
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// One SF2250 pass-through `PUT` of `body`; the number is validated first

@@ -393,3 +393,81 @@ fn json_logs_and_publish_to_a_directory() {
     );
     assert_code(&bad, 2);
 }
+
+#[test]
+fn user_status_answers_from_the_local_replica() {
+    let s = Setup::new(1, 5_000, 2, 0.01);
+    let a = s.authorities[0].clone();
+    let status = |cpr: &str, extra: &[&str]| {
+        let mut args = vec![
+            "user",
+            "status",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--cpr",
+            cpr,
+        ];
+        args.extend_from_slice(extra);
+        run(s.path(), &args)
+    };
+    // Nothing committed yet: a clear error.
+    let out = status("0101901234", &[]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("no current snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    assert_code(&s.run(&["--date", "2026-01-02"]), 0);
+    // A number of day 2's list, and one that signed off on day 2.
+    let d = run(
+        s.path(),
+        &[
+            "diff",
+            s.list("2026-01-01", &a).to_str().unwrap(),
+            s.list("2026-01-02", &a).to_str().unwrap(),
+        ],
+    );
+    let off = stdout(&d)
+        .lines()
+        .find(|l| l.starts_with("afmeldt;CPR;"))
+        .unwrap()
+        .rsplit(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let list = fs::read_to_string(s.list("2026-01-02", &a)).unwrap();
+    let on = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split([';', ','])
+                .find(|f| f.len() == 10 && f.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = status(&on, &[]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).starts_with("tilmeldt: signed up at authority"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("as of list date 2026-01-02"));
+    let out = status(&off, &["--json"]);
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["signed_up"], false);
+    assert_eq!(v["as_of"], "2026-01-02");
+    for out in [status(&on, &[]), status(&off, &["--json"])] {
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains(&on) && !text.contains(&off),
+            "no number shown: {text}"
+        );
+    }
+}
