@@ -144,7 +144,10 @@ impl Setup {
             })
             .collect();
         names.sort();
-        fs::write(dir.path().join("id.key"), ID_KEY).unwrap();
+        // As an operator keeps it: readable by its owner alone.
+        let key = dir.path().join("id.key");
+        fs::write(&key, ID_KEY).unwrap();
+        fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let s = Setup {
             dir,
             authorities: names,
