@@ -61,6 +61,9 @@ stop_sim() {
     SIM_PID=
 }
 
+# One id key for every iteration: the state is deleted between them, and
+# the event ids (so the batches) depend on the key.
+export ID_KEY_FILE="$WORK/id.key"
 case $MODE in
 files)
     scripts/make-config.sh "$WORK/lists" "$WORK/state" >"$WORK/config.toml"

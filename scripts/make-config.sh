@@ -4,6 +4,7 @@
 # With REGISTER_URL=https://127.0.0.1:PORT and CERTS=DIR (from
 # `nemsms-diff simulate certs`), the lists come from the register over
 # OIOREST; LIST_MODE=delta makes every authority a change-list authority.
+# ID_KEY_FILE=PATH names the id key (default: in the state directory).
 # Absolute paths, so the config can live anywhere.
 set -euo pipefail
 lists=$(cd "$1" && pwd)
@@ -31,6 +32,11 @@ TOML
 fi
 echo
 sed -n '/^\[envelope\]/,/^sikkerhedsklassificering/p' "$(dirname "$0")/../fixtures/config.example.toml"
+# ID_KEY_FILE: keep the id key outside the state (the crash loop deletes
+# the state between iterations; a new key would give new event ids).
+if [[ -n "${ID_KEY_FILE:-}" ]]; then
+    printf 'id_key_file = "%s"\n' "$ID_KEY_FILE"
+fi
 i=0
 for f in "$lists/$first_day"/*.csv; do
     i=$((i + 1))
