@@ -129,11 +129,6 @@ pub fn parse_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
         .ok_or_else(|| "StandardRetur without StatusKode".into())
 }
 
-/// The character an entity or character reference stands for.
-pub fn resolve_ref(name: &str) -> Option<char> {
-    xml::resolve_ref(name)
-}
-
 /// Wraps an envelope in `ModtagBeskedInput` (push delivery).
 pub fn modtag_besked_input(envelope: &[u8]) -> Vec<u8> {
     let body = strip_declaration(envelope);

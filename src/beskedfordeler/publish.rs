@@ -359,7 +359,6 @@ async fn publish_batch<B: Broker>(
             }
         }
         if link_slot.is_none() {
-            *link_slot = None;
             let connected = tokio::time::timeout(outage.attempt_limit(cfg), broker.connect())
                 .await
                 .unwrap_or_else(|_| {

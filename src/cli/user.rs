@@ -179,16 +179,25 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
     }
 }
 
-/// `user status`: the answer from the authority's current snapshot.
-fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(&t.config)?;
-    let authority = cfg.authority(t.authority).ok_or_else(|| {
+/// The `--authority` of `t` in its config.
+fn configured_authority<'a>(
+    cfg: &'a crate::config::Config,
+    t: &UserTarget,
+) -> anyhow::Result<&'a crate::config::Authority> {
+    cfg.authority(t.authority).ok_or_else(|| {
         UsageError(format!(
             "authority {} is not in {}",
             keys::format(KeyKind::Cvr, t.authority),
             t.config.display()
         ))
-    })?;
+        .into()
+    })
+}
+
+/// `user status`: the answer from the authority's current snapshot.
+fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(&t.config)?;
+    let authority = configured_authority(&cfg, t)?;
     let (kind, value) = t.nummer.resolve()?;
     let started = std::time::Instant::now();
     let state = crate::store::state::State::new(cfg.state_dir.clone());
@@ -233,13 +242,7 @@ fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
 /// and never printed (errors name the call). Not in NemSMS's service window.
 fn put(t: &UserTarget, call: Call, body: Vec<u8>) -> anyhow::Result<u8> {
     let cfg = load_config(&t.config)?;
-    let authority = cfg.authority(t.authority).ok_or_else(|| {
-        UsageError(format!(
-            "authority {} is not in {}",
-            keys::format(KeyKind::Cvr, t.authority),
-            t.config.display()
-        ))
-    })?;
+    let authority = configured_authority(&cfg, t)?;
     let register = cfg
         .register
         .as_ref()
