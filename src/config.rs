@@ -129,9 +129,20 @@ struct RawSts {
     ca_cert: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
-    service_entity_id: String,
+    /// Beskedfordeler's entity id for sending (`http://<host>/service/afsend/1`).
+    afsend_entity_id: String,
+    /// Beskedfordeler's entity id for pulling (`http://<host>/service/afhent/1`).
+    afhent_entity_id: String,
+    /// Replaced by the two entity ids above: refused with a message that says so.
+    service_entity_id: Option<toml::Value>,
+    #[serde(default = "default_context_field")]
+    context_field: String,
     #[serde(default = "default_refresh_before")]
     refresh_before_secs: u64,
+}
+
+fn default_context_field() -> String {
+    crate::beskedfordeler::sts::DEFAULT_CONTEXT_FIELD.to_owned()
 }
 
 fn default_refresh_before() -> u64 {
@@ -601,12 +612,31 @@ fn beskedfordeler_section(
                     "must be an https:// URL".into(),
                 ));
             }
+            if s.service_entity_id.is_some() {
+                return Err(fail(
+                    "beskedfordeler.sts.service_entity_id",
+                    "was replaced by afsend_entity_id and afhent_entity_id (one entity id per operation, \
+                     e.g. http://<beskedfordeler host>/service/afsend/1 and …/afhent/1)"
+                        .into(),
+                ));
+            }
+            if !matches!(
+                s.context_field.as_str(),
+                "AnvenderKontekst" | "Anvenderkontekst"
+            ) {
+                return Err(fail(
+                    "beskedfordeler.sts.context_field",
+                    "must be \"AnvenderKontekst\" or \"Anvenderkontekst\"".into(),
+                ));
+            }
             crate::beskedfordeler::sts::TokenSource::Sts(crate::beskedfordeler::sts::StsConfig {
                 url: s.url,
                 ca_cert: base.join(s.ca_cert),
                 client_cert: base.join(s.client_cert),
                 client_key: base.join(s.client_key),
-                service_entity_id: s.service_entity_id,
+                afsend_entity_id: s.afsend_entity_id,
+                afhent_entity_id: s.afhent_entity_id,
+                context_field: s.context_field,
                 refresh_before: std::time::Duration::from_secs(s.refresh_before_secs),
             })
         }

@@ -38,6 +38,11 @@ impl Accept {
     }
 }
 
+/// The certificate a TLS client showed (DER), put in every request's
+/// extensions by [`serve`].
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Vec<u8>);
+
 /// A response whose body is any body type.
 pub type Resp = Response<BoxBody<Bytes, Infallible>>;
 
@@ -93,7 +98,21 @@ where
             match acceptor {
                 None => connection(tcp, handler, timeout).await,
                 Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => connection(tls, handler, timeout).await,
+                    Ok(Ok(tls)) => {
+                        let peer = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| PeerCertificate(c.to_vec()));
+                        let handler = move |mut req: Request<Incoming>| {
+                            if let Some(p) = &peer {
+                                req.extensions_mut().insert(p.clone());
+                            }
+                            handler(req)
+                        };
+                        connection(tls, handler, timeout).await
+                    }
                     // e.g. no or an unknown client certificate
                     Ok(Err(e)) => tracing::warn!(peer = %peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::warn!(peer = %peer, "TLS handshake timed out"),

@@ -20,7 +20,7 @@ use futures_lite::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Response, StatusCode};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use uuid::Uuid;
 
@@ -85,15 +85,17 @@ async fn step<T>(
 pub async fn send(
     cfg: &BeskedfordelerConfig,
     aktoer: Uuid,
+    authority: u32,
     token: &str,
     deadline: Instant,
 ) -> anyhow::Result<Uuid> {
     let id = Uuid::new_v4();
-    let body = besked::alive_envelope(id, aktoer, &now_utc());
+    let cvr = crate::domain::keys::format(crate::domain::keys::KeyKind::Cvr, authority);
+    let body = besked::alive_envelope(id, aktoer, &cvr, &now_utc());
     let (_connection, channel) = step(
         deadline,
         "connecting to Beskedfordeler",
-        publish::connect(cfg),
+        publish::connect(cfg, token),
     )
     .await?;
     let mut replies = step(deadline, "subscribing to Beskedfordeler's answers", async {
@@ -177,32 +179,31 @@ pub fn check(
     let started = Instant::now();
     let deadline = started + timeout;
     let result = runtime.block_on(async {
+        let mut tokens = crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?;
         let token = step(deadline, "getting a token", async {
-            crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?
-                .get(token_authority)
+            tokens
+                .get(token_authority, crate::beskedfordeler::sts::Service::Afsend)
                 .await
         })
         .await?;
         match via {
             Watch::Pull(queue) => {
+                // AliveBeskedHent: an afhent token; the dueslag's queue is
+                // Beskedfordeler's, consumed by its name, never declared.
                 // Consume first, so the message cannot slip past.
+                let pull_token = step(deadline, "getting a token to pull", async {
+                    tokens
+                        .get(token_authority, crate::beskedfordeler::sts::Service::Afhent)
+                        .await
+                })
+                .await?;
                 let (_connection, channel) = step(
                     deadline,
-                    "connecting to Beskedfordeler",
-                    publish::connect(cfg),
+                    "connecting to Beskedfordeler to pull",
+                    publish::connect(cfg, &pull_token),
                 )
                 .await?;
                 let mut consumer = step(deadline, "subscribing to the dueslag", async {
-                    channel
-                        .queue_declare(
-                            queue.as_str().into(),
-                            QueueDeclareOptions {
-                                durable: true,
-                                ..Default::default()
-                            },
-                            FieldTable::default(),
-                        )
-                        .await?;
                     channel.basic_qos(100, BasicQosOptions::default()).await?;
                     Ok(channel
                         .basic_consume(
@@ -214,7 +215,9 @@ pub fn check(
                         .await?)
                 })
                 .await?;
-                let id = send(cfg, aktoer, &token, deadline).await?.to_string();
+                let id = send(cfg, aktoer, token_authority, &token, deadline)
+                    .await?
+                    .to_string();
                 step(
                     deadline,
                     "waiting for the AliveBesked in the dueslag (pull)",
@@ -241,7 +244,7 @@ pub fn check(
                 .await
             }
             Watch::Push(store) => {
-                let id = send(cfg, aktoer, &token, deadline).await?;
+                let id = send(cfg, aktoer, token_authority, &token, deadline).await?;
                 let file = store.join(format!("{id}.xml"));
                 step(
                     deadline,
@@ -436,7 +439,7 @@ mod tests {
     fn receiver_stores_valid_and_rejects_malformed_input() {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
-        let env = besked::alive_envelope(id, Uuid::nil(), "2026-11-24T01:00:00Z");
+        let env = besked::alive_envelope(id, Uuid::nil(), "29189846", "2026-11-24T01:00:00Z");
         let r = receive(
             dir.path(),
             &Method::POST,
@@ -457,7 +460,7 @@ mod tests {
             id.to_string().to_uppercase(),
             format!(" {} ", id.hyphenated()),
         ] {
-            let other = besked::alive_envelope(id, Uuid::nil(), "2026-11-24T01:00:00Z")
+            let other = besked::alive_envelope(id, Uuid::nil(), "29189846", "2026-11-24T01:00:00Z")
                 .replace(&id.to_string(), &spelling);
             let r = receive(
                 dir.path(),

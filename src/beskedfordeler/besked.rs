@@ -26,6 +26,8 @@ pub struct EnvelopeInfo {
     pub besked_id: Option<String>,
     pub beskedtype: Option<String>,
     pub objekt_ids: Vec<String>,
+    /// `ObjektRegistrering/ObjektAnsvarligMyndighed` (`urn:oio:cvr-nr:…`).
+    pub objekt_ansvarlig_myndighed: Option<String>,
     pub has_leveranceinformation: bool,
     pub has_beskeddata: bool,
 }
@@ -81,6 +83,11 @@ pub fn inspect(bytes: &[u8]) -> Result<EnvelopeInfo, String> {
                         [b"URNIdentifikator", b"ObjektId", b"RelateretObjekt"] => {
                             info.objekt_ids.push(text.to_owned())
                         }
+                        [
+                            b"URNIdentifikator",
+                            b"ObjektAnsvarligMyndighed",
+                            b"ObjektRegistrering",
+                        ] => info.objekt_ansvarlig_myndighed = Some(text.to_owned()),
                         _ => {}
                     }
                 }
@@ -179,13 +186,17 @@ fn strip_declaration(xml: &[u8]) -> &[u8] {
 }
 
 /// An AliveBesked: beskedtype [`ALIVE_BESKEDTYPE`], our system as the
-/// responsible actor and as the allowed receiver, no business data.
-pub fn alive_envelope(id: Uuid, aktoer: Uuid, created: &str) -> String {
+/// responsible actor, the token's authority as `ObjektAnsvarligMyndighed`
+/// (Beskedfordeler refuses a message whose authority is not the token's),
+/// no business data.
+pub fn alive_envelope(id: Uuid, aktoer: Uuid, authority_cvr: &str, created: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><b:Haendelsesbesked xmlns:b=\"{KUVERT_NS}\" xmlns:sd=\"{SAGDOK_NS}\">\
          <b:BeskedId><sd:UUIDIdentifikator>{id}</sd:UUIDIdentifikator></b:BeskedId><b:BeskedVersion>1.0</b:BeskedVersion>\
          <b:Beskedkuvert><b:Filtreringsdata><b:Beskedtype><sd:UUIDIdentifikator>{ALIVE_BESKEDTYPE}</sd:UUIDIdentifikator></b:Beskedtype>\
-         <b:BeskedAnsvarligAktoer><sd:UUIDIdentifikator>{aktoer}</sd:UUIDIdentifikator></b:BeskedAnsvarligAktoer></b:Filtreringsdata>\
+         <b:BeskedAnsvarligAktoer><sd:UUIDIdentifikator>{aktoer}</sd:UUIDIdentifikator></b:BeskedAnsvarligAktoer>\
+         <b:ObjektRegistrering><b:ObjektAnsvarligMyndighed><sd:URNIdentifikator>urn:oio:cvr-nr:{authority_cvr}</sd:URNIdentifikator></b:ObjektAnsvarligMyndighed></b:ObjektRegistrering>\
+         </b:Filtreringsdata>\
          <b:Leveranceinformation><b:Dannelsestidspunkt><sd:TidsstempelDatoTid>{created}</sd:TidsstempelDatoTid></b:Dannelsestidspunkt>\
          <b:TransaktionsId><sd:UUIDIdentifikator>{id}</sd:UUIDIdentifikator></b:TransaktionsId></b:Leveranceinformation>\
          </b:Beskedkuvert></b:Haendelsesbesked>"
@@ -199,7 +210,7 @@ mod tests {
     #[test]
     fn inspects_envelopes_and_wrapped_envelopes() {
         let id = Uuid::from_u128(7);
-        let env = alive_envelope(id, Uuid::from_u128(9), "2026-11-24T01:00:00Z");
+        let env = alive_envelope(id, Uuid::from_u128(9), "29189846", "2026-11-24T01:00:00Z");
         let info = inspect(env.as_bytes()).unwrap();
         assert_eq!(info.besked_id.as_deref(), Some(id.to_string().as_str()));
         assert_eq!(
@@ -207,6 +218,10 @@ mod tests {
             Some(ALIVE_BESKEDTYPE.to_string().as_str())
         );
         assert!(!info.has_beskeddata, "AliveBesked carries no business data");
+        assert_eq!(
+            info.objekt_ansvarlig_myndighed.as_deref(),
+            Some("urn:oio:cvr-nr:29189846")
+        );
         info.validate().unwrap();
         let wrapped = modtag_besked_input(env.as_bytes());
         assert_eq!(inspect(&wrapped).unwrap(), info);

@@ -35,3 +35,16 @@ pub struct BeskedfordelerConfig {
     /// `run` checks the AliveBesked round trip before publishing.
     pub alive_check_before_publish: bool,
 }
+
+impl BeskedfordelerConfig {
+    /// The login carries the token (`?auth_mechanism=external`, as
+    /// Beskedfordeler wants): SASL EXTERNAL whose response is the decoded
+    /// assertion, so each connection belongs to one authority's token.
+    /// Otherwise the URL's user and password log in (a plain test broker).
+    pub fn token_login(&self) -> bool {
+        self.url
+            .expose()
+            .parse::<lapin::uri::AMQPUri>()
+            .is_ok_and(|u| u.query.auth_mechanism == Some(lapin::uri::SASLMechanism::External))
+    }
+}

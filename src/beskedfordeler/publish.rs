@@ -73,12 +73,33 @@ pub struct Link {
     exchange: String,
 }
 
+/// SASL EXTERNAL whose response is the token, the decoded SAML assertion
+/// (KOMBIT's `TokenSaslConfig`).
+struct TokenLogin(String);
+
+impl lapin::auth::AuthProvider for TokenLogin {
+    fn mechanism(&self) -> ShortString {
+        "EXTERNAL".into()
+    }
+
+    fn auth_starter(&self) -> Result<lapin::types::LongString, String> {
+        Ok(self.0.as_str().into())
+    }
+}
+
 /// Connects to Beskedfordeler. `amqps://` trusts the configured `ca_cert`
 /// alone (never the system's roots) and shows our client certificate;
 /// plain `amqp://` is only ever allowed to a loopback test broker (the
-/// config refuses it otherwise).
-pub async fn connect(cfg: &BeskedfordelerConfig) -> anyhow::Result<(Connection, Channel)> {
-    let props = ConnectionProperties::default();
+/// config refuses it otherwise). With `auth_mechanism=external` the login
+/// is SASL EXTERNAL carrying `token` ([`BeskedfordelerConfig::token_login`]).
+pub async fn connect(
+    cfg: &BeskedfordelerConfig,
+    token: &str,
+) -> anyhow::Result<(Connection, Channel)> {
+    let mut props = ConnectionProperties::default();
+    if cfg.token_login() {
+        props = props.with_auth_provider(TokenLogin(token.to_owned()));
+    }
     let shown = crate::secret::redact_url(cfg.url.expose());
     let uri: lapin::uri::AMQPUri = cfg
         .url
@@ -123,8 +144,15 @@ pub async fn connect(cfg: &BeskedfordelerConfig) -> anyhow::Result<(Connection, 
 /// unit tests below drive the publisher's rules through a scripted one.
 pub trait Broker {
     type Link: BrokerLink;
-    /// A new connection (the old one, if any, is dropped first).
-    fn connect(&mut self) -> impl std::future::Future<Output = anyhow::Result<Self::Link>>;
+    /// A new connection logged in with `token` (the old one, if any, is
+    /// dropped first).
+    fn connect(
+        &mut self,
+        token: &str,
+    ) -> impl std::future::Future<Output = anyhow::Result<Self::Link>>;
+    /// Whether a connection belongs to the token it logged in with (a new
+    /// token needs a new connection).
+    fn token_login(&self) -> bool;
 }
 
 /// One connection to Beskedfordeler.
@@ -153,8 +181,12 @@ pub struct Amqp<'a> {
 impl Broker for Amqp<'_> {
     type Link = Link;
 
-    async fn connect(&mut self) -> anyhow::Result<Link> {
-        link(self.cfg).await
+    async fn connect(&mut self, token: &str) -> anyhow::Result<Link> {
+        link(self.cfg, token).await
+    }
+
+    fn token_login(&self) -> bool {
+        self.cfg.token_login()
     }
 }
 
@@ -193,8 +225,8 @@ impl BrokerLink for Link {
     }
 }
 
-async fn link(cfg: &BeskedfordelerConfig) -> anyhow::Result<Link> {
-    let (connection, channel) = connect(cfg).await?;
+async fn link(cfg: &BeskedfordelerConfig, token: &str) -> anyhow::Result<Link> {
+    let (connection, channel) = connect(cfg, token).await?;
     let replies = channel
         .basic_consume(
             REPLY_TO.into(),
@@ -253,7 +285,9 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
     let runtime = crate::rt::runtime()?;
     runtime.block_on(async {
         let mut outcomes = Vec::new();
-        let mut link: Option<Link> = None;
+        // One connection per authority when the login carries its token
+        // (several stay open, one per authority met); else one for all.
+        let mut links: HashMap<u32, Option<(Link, String)>> = HashMap::new();
         let mut broker = Amqp { cfg };
         let mut tokens = crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?;
         for path in outbox::list(state)? {
@@ -269,7 +303,13 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
                 cursor,
                 cfg,
                 &mut broker,
-                &mut link,
+                links
+                    .entry(if cfg.token_login() {
+                        header.authority
+                    } else {
+                        0
+                    })
+                    .or_default(),
                 &mut tokens,
             )
             .await?;
@@ -296,7 +336,7 @@ async fn publish_batch<B: Broker>(
     start: u64,
     cfg: &BeskedfordelerConfig,
     broker: &mut B,
-    link_slot: &mut Option<B::Link>,
+    link_slot: &mut Option<(B::Link, String)>,
     tokens: &mut crate::beskedfordeler::sts::Tokens,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
@@ -332,19 +372,33 @@ async fn publish_batch<B: Broker>(
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut resend: BTreeSet<u64> = BTreeSet::new();
     let mut outage = Outage::new(cfg.outage_deadline);
+    // After a 41 the connection's token is spent: nothing more is sent on
+    // it, but the answers to what is in flight are still read (they are
+    // confirmations, mostly) before a new connection takes over. Dropping
+    // them would resend the whole window on every 41.
+    let mut draining = false;
 
     let mut token = String::new();
     'outer: while cursor < n_events {
         // (Re)connect when needed, with capped, jittered backoff; a new
         // connection gets a fresh token (a cached one while it is valid).
         if token.is_empty() || link_slot.is_none() {
-            let got = tokio::time::timeout(outage.attempt_limit(cfg), tokens.get(authority))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(anyhow::anyhow!("the token service did not answer in time"))
-                });
+            let got = tokio::time::timeout(
+                outage.attempt_limit(cfg),
+                tokens.get(authority, crate::beskedfordeler::sts::Service::Afsend),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the token service did not answer in time")));
             match got {
-                Ok(t) => token = t,
+                Ok(t) => {
+                    token = t;
+                    // A connection belongs to the token it logged in with.
+                    if broker.token_login()
+                        && link_slot.as_ref().is_some_and(|(_, login)| *login != token)
+                    {
+                        *link_slot = None;
+                    }
+                }
                 Err(e) => {
                     let e = format!("no token: {e:#}");
                     match outage.failed(&e, cfg.max_backoff) {
@@ -359,7 +413,7 @@ async fn publish_batch<B: Broker>(
             }
         }
         if link_slot.is_none() {
-            let connected = tokio::time::timeout(outage.attempt_limit(cfg), broker.connect())
+            let connected = tokio::time::timeout(outage.attempt_limit(cfg), broker.connect(&token))
                 .await
                 .unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
@@ -368,7 +422,7 @@ async fn publish_batch<B: Broker>(
                     ))
                 });
             match connected {
-                Ok(l) => *link_slot = Some(l),
+                Ok(l) => *link_slot = Some((l, token.clone())),
                 Err(e) => {
                     let e = format!("{e:#}");
                     match outage.failed(&e, cfg.max_backoff) {
@@ -386,10 +440,10 @@ async fn publish_batch<B: Broker>(
                 resend.insert(p.1.index);
             }
         }
-        let link = link_slot.as_mut().expect("connected");
+        let link = &mut link_slot.as_mut().expect("connected").0;
         // Fill the window: resends first, then new events.
         let mut broken = None;
-        while pending.len() < cfg.in_flight {
+        while !draining && pending.len() < cfg.in_flight {
             let index = match resend.pop_first() {
                 Some(i) => i,
                 None if next < bodies.len() => {
@@ -474,12 +528,15 @@ async fn publish_batch<B: Broker>(
                         outage.progress();
                     }
                     besked::TOKEN_EXPIRED => {
-                        tracing::warn!(
-                            "token expired (StatusKode 41): reconnecting with a new token"
-                        );
                         resend.insert(p.index);
-                        tokens.invalidate(authority);
-                        *link_slot = None;
+                        if !draining {
+                            tracing::warn!(
+                                in_flight = pending.len(),
+                                "token expired (StatusKode 41): reading the answers in flight, then reconnecting with a new token"
+                            );
+                            tokens.invalidate(authority);
+                            draining = true;
+                        }
                     }
                     _ => {
                         outcome.status = BatchStatus::Rejected;
@@ -496,14 +553,20 @@ async fn publish_batch<B: Broker>(
                     outbox::write_cursor(path, cursor)?;
                     written_cursor = cursor;
                 }
+                if draining && pending.is_empty() {
+                    *link_slot = None;
+                    draining = false;
+                }
             }
             Ok(Some(Err(e))) => {
                 tracing::warn!(error = %e, "reply consumer failed: reconnecting");
                 *link_slot = None;
+                draining = false;
             }
             Ok(None) => {
                 tracing::warn!("reply consumer ended: reconnecting");
                 *link_slot = None;
+                draining = false;
             }
             Err(_) => {
                 // Reply timeout: send the overdue messages again.
@@ -516,6 +579,12 @@ async fn publish_batch<B: Broker>(
                     if let Some(p) = pending.remove(&c) {
                         resend.insert(p.index);
                     }
+                }
+                if draining {
+                    // What the spent connection still owed is sent again.
+                    *link_slot = None;
+                    draining = false;
+                    continue;
                 }
                 if outage.idle() >= cfg.reply_timeout {
                     // Up but answering nothing: a new connection (the old
@@ -702,7 +771,8 @@ mod tests {
     impl Broker for Scripted {
         type Link = ScriptedLink;
 
-        async fn connect(&mut self) -> anyhow::Result<ScriptedLink> {
+        async fn connect(&mut self, token: &str) -> anyhow::Result<ScriptedLink> {
+            assert_eq!(token, "tok");
             let mut s = self.0.lock().unwrap();
             s.connects += 1;
             if s.connects <= s.refuse_connections {
@@ -712,6 +782,10 @@ mod tests {
                 script: self.0.clone(),
                 replies: VecDeque::new(),
             })
+        }
+
+        fn token_login(&self) -> bool {
+            true
         }
     }
 

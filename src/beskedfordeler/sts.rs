@@ -1,41 +1,84 @@
-//! The token provider: SAML tokens for Beskedfordeler's `token` header.
+//! The token provider: SAML tokens for Beskedfordeler's login and `token`
+//! header.
 //!
 //! A static token (local brokers, tests), or a token from KOMBIT's STS
 //! (Adgangsstyring) over mutual TLS, cached per (authority CVR, service
 //! entity id) until `refresh_before` ahead of its expiry, and dropped when
 //! Beskedfordeler answers 41 (token expired).
 //!
-//! The STS exchange is the project's **assumed** WS-Trust 1.3 form (the
-//! real one is described in KOMBIT's STS documentation, not in the seeds):
-//! `POST {url}` with a SOAP 1.2 `RequestSecurityToken` (Issue, SAML 2.0,
-//! `AppliesTo` = the service entity id, a claim with the authority's CVR);
-//! the answer is a `RequestSecurityTokenResponse` whose `Lifetime/Expires`
-//! gives the expiry and whose `RequestedSecurityToken` holds the
-//! `Assertion`, which becomes the header's value. Request and answer live
-//! in this module only.
+//! The STS exchange is KOMBIT's REST/JSON form (public samples, see
+//! DOMAIN.md): `POST` to the configured issue URL
+//! (`…/runtime/api/rest/wstrust/v1/issue`) with `TokenType` (SAML 2.0),
+//! `RequestType` (Issue), `KeyType` (PublicKey), the authority's CVR in
+//! `AnvenderKontekst.Cvr` (the field's spelling is a setting: KOMBIT's Java
+//! model writes `Anvenderkontekst`), `UseKey` (our client certificate, DER
+//! in base64 on one line) and `AppliesTo.EndpointReference.Address` (the
+//! service entity id: afsend to send, afhent to pull). The answer carries
+//! `RequestedSecurityToken.Assertion` (base64 of the SAML assertion) and
+//! `Lifetime` (`MM/dd/yyyy HH:mm:ss`, UTC); errors are JSON `{code,
+//! message}`. The decoded assertion is what we send: the SASL EXTERNAL
+//! response of the AMQP login and the `token` header.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use base64::Engine as _;
 
 use crate::secret::Secret;
 
 /// Most bytes an STS answer may have.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// `TokenType`: a SAML 2.0 assertion.
+pub const TOKEN_TYPE: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0";
+/// `RequestType`: issue.
+pub const REQUEST_TYPE: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue";
+/// `KeyType`: holder-of-key with our public key.
+pub const KEY_TYPE: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey";
+/// The default spelling of the context field (the public Python client's).
+pub const DEFAULT_CONTEXT_FIELD: &str = "AnvenderKontekst";
+/// The `Lifetime` format of the answer (read as UTC).
+pub const LIFETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
+
+/// What a token is for: each is its own service entity id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Sending to Beskedfordeler (publish, AliveBeskedSend).
+    Afsend,
+    /// Pulling from a dueslag (AliveBeskedHent).
+    Afhent,
+}
+
 /// Settings of the STS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StsConfig {
+    /// The issue endpoint, e.g.
+    /// `https://adgangsstyring.eksterntest-stoettesystemerne.dk/runtime/api/rest/wstrust/v1/issue`.
     pub url: String,
     pub ca_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
-    /// The service entity id tokens are asked for (Beskedfordeler's).
-    pub service_entity_id: String,
+    /// Beskedfordeler's entity id for sending (`http://<host>/service/afsend/1`).
+    pub afsend_entity_id: String,
+    /// Beskedfordeler's entity id for pulling (`http://<host>/service/afhent/1`).
+    pub afhent_entity_id: String,
+    /// The JSON name of the context with the CVR (`AnvenderKontekst`).
+    pub context_field: String,
     /// Fetch a new token this long before the cached one expires.
     pub refresh_before: Duration,
+}
+
+impl StsConfig {
+    /// The entity id tokens for `service` are asked for.
+    pub fn entity_id(&self, service: Service) -> &str {
+        match service {
+            Service::Afsend => &self.afsend_entity_id,
+            Service::Afhent => &self.afhent_entity_id,
+        }
+    }
 }
 
 /// Where tokens come from.
@@ -52,57 +95,59 @@ struct Cached {
     expires: jiff::Timestamp,
 }
 
-/// Hands out tokens per authority, caching STS tokens.
+/// Hands out tokens per (authority, service), caching STS tokens.
 pub struct Tokens {
     source: TokenSource,
     http: Option<reqwest::Client>,
+    /// Our certificate as `UseKey` wants it: DER, base64, one line.
+    use_key: String,
     cache: HashMap<(u32, String), Cached>,
 }
 
 impl Tokens {
     pub fn new(source: &TokenSource) -> anyhow::Result<Tokens> {
-        let http = match source {
-            TokenSource::Static(_) => None,
+        let (http, use_key) = match source {
+            TokenSource::Static(_) => (None, String::new()),
             TokenSource::Sts(c) => {
                 let mut pem = std::fs::read(&c.client_cert)
                     .with_context(|| format!("cannot read {}", c.client_cert.display()))?;
+                let certs = crate::tls::load_certs(&c.client_cert)?;
+                let use_key = base64::engine::general_purpose::STANDARD.encode(&certs[0]);
                 pem.extend(crate::tls::read_key_file(&c.client_key)?);
                 let ca = std::fs::read(&c.ca_cert)
                     .with_context(|| format!("cannot read {}", c.ca_cert.display()))?;
-                Some(
-                    reqwest::Client::builder()
-                        .tls_backend_rustls()
-                        .tls_certs_only(
-                            reqwest::Certificate::from_pem_bundle(&ca)
-                                .context("STS CA certificate")?,
-                        )
-                        .identity(
-                            reqwest::Identity::from_pem(&pem).context("STS client certificate")?,
-                        )
-                        // Only the configured STS: no redirect is followed
-                        // and nothing but https is spoken.
-                        .redirect(reqwest::redirect::Policy::none())
-                        .https_only(true)
-                        .timeout(Duration::from_secs(30))
-                        .build()
-                        .context("cannot build the STS client")?,
-                )
+                let http = reqwest::Client::builder()
+                    .tls_backend_rustls()
+                    .tls_certs_only(
+                        reqwest::Certificate::from_pem_bundle(&ca).context("STS CA certificate")?,
+                    )
+                    .identity(reqwest::Identity::from_pem(&pem).context("STS client certificate")?)
+                    // Only the configured STS: no redirect is followed
+                    // and nothing but https is spoken.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .https_only(true)
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .context("cannot build the STS client")?;
+                (Some(http), use_key)
             }
         };
         Ok(Tokens {
             source: source.clone(),
             http,
+            use_key,
             cache: HashMap::new(),
         })
     }
 
-    /// The token to send for `authority`.
-    pub async fn get(&mut self, authority: u32) -> anyhow::Result<String> {
+    /// The token (the decoded assertion) to send for `authority`.
+    pub async fn get(&mut self, authority: u32, service: Service) -> anyhow::Result<String> {
         let cfg = match &self.source {
             TokenSource::Static(t) => return Ok(t.expose().to_owned()),
             TokenSource::Sts(c) => c.clone(),
         };
-        let key = (authority, cfg.service_entity_id.clone());
+        let entity_id = cfg.entity_id(service).to_owned();
+        let key = (authority, entity_id.clone());
         let now = jiff::Timestamp::now();
         if let Some(c) = self.cache.get(&key)
             && now + jiff::SignedDuration::try_from(cfg.refresh_before).unwrap_or_default()
@@ -114,8 +159,9 @@ impl Tokens {
         let http = self.http.as_ref().expect("STS client");
         let mut resp = http
             .post(&cfg.url)
-            .header("Content-Type", "application/soap+xml; charset=utf-8")
-            .body(request(&cfg.service_entity_id, &cvr))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .body(request(&cfg.context_field, &cvr, &self.use_key, &entity_id).to_string())
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
@@ -138,13 +184,15 @@ impl Tokens {
             );
             body.extend_from_slice(&chunk);
         }
-        anyhow::ensure!(
-            status.is_success(),
-            "the STS answered HTTP {status} for authority {cvr}"
-        );
+        if !status.is_success() {
+            anyhow::bail!(
+                "the STS refused a token for authority {cvr} and {entity_id} (HTTP {status}): {}",
+                error_text(&body)
+            );
+        }
         let (token, expires) =
             parse_response(&body).map_err(|e| anyhow::anyhow!("STS answer: {e}"))?;
-        tracing::info!(authority_cvr = %cvr, expires = %expires, "new token from the STS");
+        tracing::info!(authority_cvr = %cvr, service = %entity_id, expires = %expires, "new token from the STS");
         self.cache.insert(
             key,
             Cached {
@@ -155,118 +203,130 @@ impl Tokens {
         Ok(token)
     }
 
-    /// Forgets `authority`'s token (Beskedfordeler said it expired).
+    /// Forgets `authority`'s tokens (Beskedfordeler said one expired).
     pub fn invalidate(&mut self, authority: u32) {
         self.cache.retain(|(a, _), _| *a != authority);
     }
 }
 
-/// The `RequestSecurityToken` for a service and an authority.
-pub fn request(service: &str, cvr: &str) -> String {
-    let service = quick_xml::escape::escape(service);
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>\
-<wst:RequestSecurityToken xmlns:wst=\"http://docs.oasis-open.org/ws-sx/ws-trust/200512\">\
-<wst:TokenType>http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0</wst:TokenType>\
-<wst:RequestType>http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue</wst:RequestType>\
-<wsp:AppliesTo xmlns:wsp=\"http://www.w3.org/ns/ws-policy\"><wsa:EndpointReference xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">\
-<wsa:Address>{service}</wsa:Address></wsa:EndpointReference></wsp:AppliesTo>\
-<wst:Claims Dialect=\"http://docs.oasis-open.org/wsfed/authorization/200706/authclaims\">\
-<auth:ClaimType xmlns:auth=\"http://docs.oasis-open.org/wsfed/authorization/200706\" Uri=\"dk:gov:saml:attribute:CvrNumberIdentifier\">\
-<auth:Value>{cvr}</auth:Value></auth:ClaimType></wst:Claims>\
-</wst:RequestSecurityToken></s:Body></s:Envelope>"
-    )
+/// The issue request for an authority's CVR and a service entity id.
+pub fn request(
+    context_field: &str,
+    cvr: &str,
+    use_key: &str,
+    entity_id: &str,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "TokenType": TOKEN_TYPE,
+        "RequestType": REQUEST_TYPE,
+        "KeyType": KEY_TYPE,
+        "UseKey": use_key,
+        "AppliesTo": {"EndpointReference": {"Address": entity_id}},
+        "OnBehalfOf": null,
+    });
+    v[context_field] = serde_json::json!({ "Cvr": cvr });
+    v
 }
 
-/// The texts of the first elements with the wanted local names, and the
-/// raw bytes of the first `Assertion` element.
-type Scanned = (Vec<Option<String>>, Option<Vec<u8>>);
+/// An issue request as the STS reads it (simulator side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRequest {
+    pub cvr: String,
+    pub use_key: String,
+    pub entity_id: String,
+}
 
-fn scan(body: &[u8], wanted: &[&[u8]]) -> Result<Scanned, String> {
-    let mut found: Vec<Option<String>> = vec![None; wanted.len()];
-    let mut assertion: Option<(u64, Option<u64>)> = None;
-    let mut assertion_depth = None;
-    let limits = crate::domain::xml::Limits {
-        max_depth: 64,
-        max_run: MAX_ANSWER,
-    };
-    crate::domain::xml::walk(body, &[], limits, |node| {
-        match node {
-            crate::domain::xml::Node::Start { path, at } => {
-                if path.last().is_some_and(|n| n == b"Assertion") && assertion.is_none() {
-                    assertion = Some((at, None));
-                    assertion_depth = Some(path.len());
-                }
-            }
-            crate::domain::xml::Node::End { path, text, at } => {
-                if let Some(i) = path
-                    .last()
-                    .and_then(|n| wanted.iter().position(|w| *w == n.as_slice()))
-                    && found[i].is_none()
-                {
-                    found[i] = Some(text.to_owned());
-                }
-                if assertion_depth == Some(path.len()) {
-                    if let Some(a) = assertion.as_mut() {
-                        a.1 = Some(at);
-                    }
-                    assertion_depth = None;
-                }
-            }
+/// Reads an issue request (either spelling of the context field), checking
+/// the fixed fields.
+pub fn parse_request(body: &[u8]) -> Result<IssueRequest, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON issue request: {e}"))?;
+    let field = |name: &str| v.get(name).and_then(|x| x.as_str());
+    for (name, want) in [
+        ("TokenType", TOKEN_TYPE),
+        ("RequestType", REQUEST_TYPE),
+        ("KeyType", KEY_TYPE),
+    ] {
+        if field(name) != Some(want) {
+            return Err(format!("{name} must be {want}"));
         }
-        Ok::<_, crate::domain::xml::XmlError>(())
-    })
-    .map_err(|e| e.to_string())?;
-    let assertion = match assertion {
-        Some((s, Some(e))) if e > s => Some(body[s as usize..e as usize].to_vec()),
-        _ => None,
-    };
-    Ok((found, assertion))
-}
-
-/// The assertion (as text) and its expiry from a `RequestSecurityTokenResponse`.
-pub fn parse_response(body: &[u8]) -> Result<(String, jiff::Timestamp), String> {
-    let (found, assertion) = scan(body, &[b"Expires"])?;
-    let expires = found[0]
-        .as_deref()
-        .ok_or("no Lifetime/Expires")?
-        .parse::<jiff::Timestamp>()
-        .map_err(|e| format!("Expires is not a timestamp: {e}"))?;
-    let assertion = assertion.ok_or("no Assertion in RequestedSecurityToken")?;
-    let token =
-        String::from_utf8(assertion).map_err(|_| "the Assertion is not UTF-8".to_owned())?;
-    Ok((token, expires))
-}
-
-/// The service and CVR of a `RequestSecurityToken` (simulator side).
-pub fn parse_request(body: &[u8]) -> Result<(String, String), String> {
-    let (found, _) = scan(body, &[b"Address", b"Value"])?;
-    match (&found[0], &found[1]) {
-        (Some(service), Some(cvr)) => Ok((service.clone(), cvr.clone())),
-        _ => Err("RequestSecurityToken without AppliesTo address or CVR claim".into()),
     }
+    let cvr = ["AnvenderKontekst", "Anvenderkontekst"]
+        .iter()
+        .find_map(|n| v.get(*n))
+        .and_then(|c| c.get("Cvr"))
+        .and_then(|c| c.as_str())
+        .ok_or("AnvenderKontekst.Cvr is missing")?;
+    let use_key = field("UseKey").ok_or("UseKey is missing")?;
+    let entity_id = v
+        .pointer("/AppliesTo/EndpointReference/Address")
+        .and_then(|a| a.as_str())
+        .ok_or("AppliesTo.EndpointReference.Address is missing")?;
+    Ok(IssueRequest {
+        cvr: cvr.to_owned(),
+        use_key: use_key.to_owned(),
+        entity_id: entity_id.to_owned(),
+    })
 }
 
-/// A `RequestSecurityTokenResponse` with a test assertion (simulator side).
-pub fn response(service: &str, cvr: &str, expires: jiff::Timestamp) -> String {
-    let id = uuid::Uuid::new_v4();
-    let service = quick_xml::escape::escape(service);
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>\
-<wst:RequestSecurityTokenResponseCollection xmlns:wst=\"http://docs.oasis-open.org/ws-sx/ws-trust/200512\">\
-<wst:RequestSecurityTokenResponse><wst:Lifetime>\
-<wsu:Expires xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\">{expires}</wsu:Expires>\
-</wst:Lifetime><wst:RequestedSecurityToken>\
-<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_{id}\" Version=\"2.0\">\
-<saml:Issuer>nemsms-diff STS simulator</saml:Issuer>\
-<saml:Subject><saml:NameID>{cvr}</saml:NameID></saml:Subject>\
-<saml:Conditions NotOnOrAfter=\"{expires}\"><saml:AudienceRestriction><saml:Audience>{service}</saml:Audience>\
-</saml:AudienceRestriction></saml:Conditions></saml:Assertion>\
-</wst:RequestedSecurityToken></wst:RequestSecurityTokenResponse>\
-</wst:RequestSecurityTokenResponseCollection></s:Body></s:Envelope>"
-    )
+/// The `Lifetime` text of an expiry.
+pub fn lifetime(expires: jiff::Timestamp) -> String {
+    expires.strftime(LIFETIME_FORMAT).to_string()
+}
+
+/// The decoded assertion and its expiry from an issue answer.
+pub fn parse_response(body: &[u8]) -> Result<(String, jiff::Timestamp), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let assertion = v
+        .pointer("/RequestedSecurityToken/Assertion")
+        .and_then(|a| a.as_str())
+        .ok_or("no RequestedSecurityToken.Assertion")?;
+    let assertion = base64::engine::general_purpose::STANDARD
+        .decode(assertion.trim())
+        .map_err(|e| format!("the Assertion is not base64: {e}"))?;
+    let assertion =
+        String::from_utf8(assertion).map_err(|_| "the Assertion is not UTF-8".to_owned())?;
+    let life = v
+        .get("Lifetime")
+        .and_then(|l| l.as_str())
+        .ok_or("no Lifetime")?;
+    let dt = jiff::civil::DateTime::strptime(LIFETIME_FORMAT, life)
+        .map_err(|e| format!("Lifetime {life:?} is not MM/dd/yyyy HH:mm:ss: {e}"))?;
+    let expires = jiff::tz::TimeZone::UTC
+        .to_timestamp(dt)
+        .map_err(|e| format!("Lifetime {life:?}: {e}"))?;
+    Ok((assertion, expires))
+}
+
+/// An issue answer for an assertion (simulator side).
+pub fn response(assertion: &str, expires: jiff::Timestamp) -> serde_json::Value {
+    serde_json::json!({
+        "RequestedSecurityToken": {
+            "Assertion": base64::engine::general_purpose::STANDARD.encode(assertion),
+        },
+        "TokenType": TOKEN_TYPE,
+        "Lifetime": lifetime(expires),
+    })
+}
+
+/// The message of a JSON error answer `{code, message}`, or a note that
+/// there was none (the body is never echoed: it is not ours to log).
+fn error_text(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .map(|v| {
+            let code = v.get("code").map(|c| c.to_string()).unwrap_or_default();
+            let msg = v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect::<String>();
+            format!("{code} {}", crate::domain::keys::redact_cpr(&msg))
+        })
+        .unwrap_or_else(|| "no JSON error".into())
 }
 
 #[cfg(test)]
@@ -275,20 +335,60 @@ mod tests {
 
     #[test]
     fn request_and_response_roundtrip() {
-        let (service, cvr) =
-            parse_request(request("http://bfo.example/service", "29189846").as_bytes()).unwrap();
+        let req = request(
+            DEFAULT_CONTEXT_FIELD,
+            "29189846",
+            "MIIB",
+            "http://bfo.test/service/afsend/1",
+        );
+        let got = parse_request(req.to_string().as_bytes()).unwrap();
         assert_eq!(
-            (service.as_str(), cvr.as_str()),
-            ("http://bfo.example/service", "29189846")
+            got,
+            IssueRequest {
+                cvr: "29189846".into(),
+                use_key: "MIIB".into(),
+                entity_id: "http://bfo.test/service/afsend/1".into()
+            }
         );
-        let expires: jiff::Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
-        let (token, got) = parse_response(response(&service, &cvr, expires).as_bytes()).unwrap();
-        assert_eq!(got, expires);
+        assert_eq!(req["OnBehalfOf"], serde_json::Value::Null);
+        // KOMBIT's Java spelling is read too.
+        let java = request("Anvenderkontekst", "29189846", "MIIB", "x");
+        assert_eq!(
+            parse_request(java.to_string().as_bytes()).unwrap().cvr,
+            "29189846"
+        );
+        let mut wrong = req.clone();
+        wrong["KeyType"] = "Bearer".into();
         assert!(
-            token.starts_with("<saml:Assertion") && token.ends_with("</saml:Assertion>"),
-            "{token}"
+            parse_request(wrong.to_string().as_bytes())
+                .unwrap_err()
+                .contains("KeyType")
         );
-        assert!(token.contains("<saml:NameID>29189846</saml:NameID>"));
-        assert!(parse_response(b"<x/>").is_err());
+
+        let expires: jiff::Timestamp = "2026-11-24T10:00:07Z".parse().unwrap();
+        let answer = response("<saml:Assertion>x</saml:Assertion>", expires);
+        assert_eq!(answer["Lifetime"], "11/24/2026 10:00:07");
+        let (token, got) = parse_response(answer.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (token.as_str(), got),
+            ("<saml:Assertion>x</saml:Assertion>", expires)
+        );
+        assert!(parse_response(b"{}").is_err());
+        assert!(
+            parse_response(
+                br#"{"RequestedSecurityToken":{"Assertion":"eA=="},"Lifetime":"2026-11-24"}"#
+            )
+            .unwrap_err()
+            .contains("Lifetime")
+        );
+    }
+
+    #[test]
+    fn error_answers_are_read_without_echoing_numbers() {
+        assert_eq!(
+            error_text(br#"{"code":401,"message":"no access for 0101901234"}"#),
+            "401 no access for **********"
+        );
+        assert_eq!(error_text(b"<html>"), "no JSON error");
     }
 }

@@ -149,13 +149,17 @@ pub(super) fn send_command(config: &Path, timeout: u64) -> anyhow::Result<u8> {
     let id = runtime.block_on(async {
         let token = tokio::time::timeout_at(
             deadline.into(),
-            crate::beskedfordeler::sts::Tokens::new(&bfo.tokens)?.get(cfg.authorities[0].cvr),
+            crate::beskedfordeler::sts::Tokens::new(&bfo.tokens)?.get(
+                cfg.authorities[0].cvr,
+                crate::beskedfordeler::sts::Service::Afsend,
+            ),
         )
         .await
         .map_err(|_| anyhow::anyhow!("ran out of time while getting a token"))??;
         crate::beskedfordeler::alive::send(
             bfo,
             cfg.envelope.beskedansvarlig_aktoer,
+            cfg.authorities[0].cvr,
             &token,
             deadline,
         )

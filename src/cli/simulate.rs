@@ -8,7 +8,7 @@ pub enum SimulateCommand {
     Register(Box<RegisterSimArgs>),
     /// Beskedfordeler's behaviour on a real RabbitMQ broker.
     Beskedfordeler(Box<BfoArgs>),
-    /// KOMBIT's STS (assumed WS-Trust form) over HTTPS with client certificates.
+    /// KOMBIT's STS (REST/JSON issue) over HTTPS with client certificates.
     Sts {
         /// Address to listen on (port 0: any free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -17,9 +17,22 @@ pub enum SimulateCommand {
         cert: PathBuf,
         #[arg(long)]
         key: PathBuf,
-        /// Require client certificates signed by this CA.
+        /// Clients must show a certificate signed by this CA.
         #[arg(long)]
-        client_ca: Option<PathBuf>,
+        client_ca: PathBuf,
+        /// The key tokens are signed with (made on first use, mode 0600);
+        /// the Beskedfordeler emulator checks tokens with the same file.
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// A service entity id it issues tokens for. Repeatable.
+        #[arg(long = "service", default_values_t = [
+            "http://beskedfordeler.test/service/afsend/1".to_owned(),
+            "http://beskedfordeler.test/service/afhent/1".to_owned(),
+        ])]
+        services: Vec<String>,
+        /// A CVR it issues tokens for (default: any). Repeatable.
+        #[arg(long = "cvr")]
+        cvrs: Vec<String>,
         /// Lifetime of issued tokens, in seconds.
         #[arg(long, default_value_t = 28_800)]
         ttl_secs: u64,
@@ -120,6 +133,22 @@ pub struct BfoArgs {
     /// Fault: delay every reply by this many milliseconds.
     #[arg(long, default_value_t = 0)]
     pub delay_reply_ms: u64,
+    /// Check tokens against the STS simulator's signing key (`simulate sts
+    /// --signing-key`): each message's token header (expired: 41; its CVR
+    /// must be the message's ObjektAnsvarligMyndighed), and with
+    /// --front-door every login.
+    #[arg(long)]
+    pub sts_signing_key: Option<PathBuf>,
+    /// Serve Beskedfordeler's AMQP login here (SASL EXTERNAL with the
+    /// token; port 0: any free port, printed first). Needs --sts-signing-key.
+    #[arg(long)]
+    pub front_door: Option<std::net::SocketAddr>,
+    /// The entity id of tokens for sending.
+    #[arg(long, default_value = "http://beskedfordeler.test/service/afsend/1")]
+    pub afsend_entity_id: String,
+    /// The entity id of tokens for pulling.
+    #[arg(long, default_value = "http://beskedfordeler.test/service/afhent/1")]
+    pub afhent_entity_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -190,8 +219,42 @@ pub(super) fn simulate_command(cmd: SimulateCommand) -> anyhow::Result<u8> {
     match cmd {
         SimulateCommand::Beskedfordeler(a) => {
             let a = *a;
+            let amqp = amqp_from_env(&a.amqp_env)?;
+            let token_key = match &a.sts_signing_key {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    anyhow::ensure!(
+                        !text.trim().is_empty(),
+                        "{}: empty signing key",
+                        path.display()
+                    );
+                    Some(crate::store::secret::id_key(path)?.0)
+                }
+                None => None,
+            };
+            let front_door = match (a.front_door, token_key) {
+                (Some(listen), Some(key)) => Some((
+                    listen,
+                    crate::sim::frontdoor::DoorOptions {
+                        upstream: amqp.clone(),
+                        signing_key: key,
+                        afsend_entity_id: a.afsend_entity_id.clone(),
+                        afhent_entity_id: a.afhent_entity_id.clone(),
+                    },
+                )),
+                (Some(_), None) => {
+                    return Err(UsageError(
+                        "--front-door needs --sts-signing-key (the STS simulator's key)".into(),
+                    )
+                    .into());
+                }
+                (None, _) => None,
+            };
             crate::sim::emulator::serve(crate::sim::emulator::Options {
-                amqp: amqp_from_env(&a.amqp_env)?,
+                amqp,
+                token_key,
+                front_door,
                 exchange: a.exchange,
                 subscriptions: a.subscriptions,
                 push_to: a.push_to,
@@ -209,14 +272,20 @@ pub(super) fn simulate_command(cmd: SimulateCommand) -> anyhow::Result<u8> {
             cert,
             key,
             client_ca,
+            signing_key,
+            services,
+            cvrs,
             ttl_secs,
             record,
         } => {
-            crate::sim::simulate::serve_sts(crate::sim::simulate::StsOptions {
+            crate::sim::sts::serve_sts(crate::sim::sts::StsOptions {
                 listen,
                 cert,
                 key,
                 client_ca,
+                signing_key,
+                services,
+                cvrs: cvrs.into_iter().collect(),
                 ttl: std::time::Duration::from_secs(ttl_secs),
                 record,
             })?;

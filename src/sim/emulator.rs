@@ -84,6 +84,11 @@ pub struct Options {
     pub error_every: u64,
     pub drop_reply_every: u64,
     pub delay_reply_ms: u64,
+    /// Check every message's token against the STS simulator's key:
+    /// expired answers 41, and `ObjektAnsvarligMyndighed` must be its CVR.
+    pub token_key: Option<[u8; 32]>,
+    /// Serve the AMQP front door (the real login) on this address.
+    pub front_door: Option<(std::net::SocketAddr, crate::sim::frontdoor::DoorOptions)>,
 }
 
 /// The inbox queue of an exchange.
@@ -122,11 +127,25 @@ pub fn serve(opts: Options) -> anyhow::Result<()> {
 
 async fn serve_async(opts: Options) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut door_addr = None;
+    let _door = match &opts.front_door {
+        Some((listen, door)) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            door_addr = Some(listener.local_addr()?);
+            Some(AbortOnDrop(tokio::spawn(crate::sim::frontdoor::serve(
+                listener,
+                std::sync::Arc::new(door.clone()),
+            ))))
+        }
+        None => None,
+    };
     let mut announced = false;
     let mut failures = 0u32;
     loop {
         let result = tokio::select! {
-            r = session(&opts, &mut announced) => r,
+            r = session(&opts, door_addr, &mut announced) => r,
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
@@ -140,6 +159,15 @@ async fn serve_async(opts: Options) -> anyhow::Result<()> {
     }
     eprintln!("beskedfordeler emulator stopped");
     Ok(())
+}
+
+/// A task that stops with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the answerer does with one consumed message, once its forwards
@@ -158,7 +186,11 @@ struct Job {
 /// Forwards in flight (messages consumed but not yet answered).
 const IN_FLIGHT: u16 = 2000;
 
-async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
+async fn session(
+    opts: &Options,
+    door: Option<std::net::SocketAddr>,
+    announced: &mut bool,
+) -> anyhow::Result<()> {
     let (connection, channel) = open(&opts.amqp).await?;
     // Forwards go on their own channel in confirm mode: a StatusKode 20
     // leaves only once the broker holds every forward of the message.
@@ -205,11 +237,16 @@ async fn session(opts: &Options, announced: &mut bool) -> anyhow::Result<()> {
         )
         .await?;
     if !*announced {
-        println!(
-            "beskedfordeler emulator ready on {}, exchange {}",
-            crate::secret::redact_url(&opts.amqp),
-            opts.exchange
-        );
+        // One line, once everything is declared: with the front door, the
+        // address logins go to.
+        match door {
+            Some(addr) => println!("beskedfordeler front door listening on amqp://{addr}"),
+            None => println!(
+                "beskedfordeler emulator ready on {}, exchange {}",
+                crate::secret::redact_url(&opts.amqp),
+                opts.exchange
+            ),
+        }
         std::io::stdout().flush()?;
         *announced = true;
     }
@@ -390,18 +427,44 @@ fn check(
         .headers()
         .as_ref()
         .and_then(|h| h.inner().get("token").cloned())
-        .is_some_and(|v| match v {
-            AMQPValue::LongString(s) => !s.as_bytes().is_empty(),
-            AMQPValue::ShortString(s) => !s.as_str().is_empty(),
-            _ => false,
-        });
-    if !token {
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+            _ => None,
+        })
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
         return (40, "the token header is missing".into(), None);
-    }
+    };
+    let claims = match &opts.token_key {
+        None => None,
+        Some(key) => match crate::sim::sts::verify(key, &token) {
+            Ok(c) => Some(c),
+            Err(crate::sim::sts::TokenError::Expired(_)) => {
+                return (besked::TOKEN_EXPIRED, "token udloebet".into(), None);
+            }
+            Err(e) => return (40, format!("the token is refused: {e}"), None),
+        },
+    };
     let info = match besked::inspect(body) {
         Ok(i) => i,
         Err(e) => return (40, format!("invalid Haendelsesbesked: {e}"), None),
     };
+    if let Some(c) = claims {
+        let want = format!("urn:oio:cvr-nr:{}", c.cvr);
+        if info.objekt_ansvarlig_myndighed.as_deref() != Some(want.as_str()) {
+            return (
+                40,
+                format!(
+                    "ObjektAnsvarligMyndighed {} is not the token's authority {want}",
+                    info.objekt_ansvarlig_myndighed
+                        .as_deref()
+                        .unwrap_or("(missing)")
+                ),
+                None,
+            );
+        }
+    }
     if let Err(e) = info.validate() {
         return (40, format!("invalid Haendelsesbesked: {e}"), None);
     }
@@ -487,7 +550,7 @@ pub fn load(
     };
     let runtime = crate::rt::runtime()?;
     runtime.block_on(async {
-        let (_connection, channel) = crate::beskedfordeler::publish::connect(cfg).await?;
+        let (_connection, channel) = crate::beskedfordeler::publish::connect(cfg, &token).await?;
         let mut replies = channel
             .basic_consume(
                 crate::beskedfordeler::publish::REPLY_TO.into(),

@@ -4,6 +4,8 @@
 
 pub mod certs;
 pub mod emulator;
+pub mod frontdoor;
 pub mod generate;
 pub mod proxy;
 pub mod simulate;
+pub mod sts;

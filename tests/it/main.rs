@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod disk;
 mod faults;
+mod login;
 mod register;
 mod run;
 mod security;

@@ -585,6 +585,7 @@ fn the_push_receiver_speaks_mutual_tls_when_configured() {
         nemsms_diff::beskedfordeler::besked::alive_envelope(
             id,
             uuid::Uuid::nil(),
+            "29189846",
             "2026-11-24T01:00:00Z",
         )
         .as_bytes(),
