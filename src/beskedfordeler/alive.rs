@@ -279,7 +279,13 @@ fn answer(status: StatusCode, code: u32, text: &str) -> Resp {
     r
 }
 
-/// Handles one push delivery: store it, then answer. The file is named
+/// Handles one push delivery: store it, then answer. Like KOMBIT's
+/// AliveBeskedModtag, every answer to a delivery is HTTP 200 with the
+/// status in `ModtagBeskedOutput/StandardRetur`: 20 once stored, 40 with
+/// `FejlbeskedTekst` for a message that is not valid, 50 when it cannot be
+/// stored (Beskedfordeler delivers it again). Only what never reaches the
+/// service gets an HTTP error: another path (404), and the transport
+/// limits of [`handle`] (413, 408, 400 for an unreadable body). The file is named
 /// from the canonical form of the `BeskedId` (lowercase, hyphenated), so
 /// one message is one file however its id was spelled.
 fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
@@ -290,7 +296,7 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
         Ok(i) => i,
         Err(e) => {
             return answer(
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 40,
                 &format!("invalid ModtagBeskedInput: {e}"),
             );
@@ -302,7 +308,7 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
         .and_then(|id| Uuid::parse_str(id.trim()).ok())
     else {
         return answer(
-            StatusCode::BAD_REQUEST,
+            StatusCode::OK,
             40,
             "invalid ModtagBeskedInput: BeskedId is not a UUID",
         );
@@ -311,7 +317,7 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
         Ok(e) => e,
         Err(e) => {
             return answer(
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 40,
                 &format!("invalid ModtagBeskedInput: {e}"),
             );
@@ -320,7 +326,7 @@ fn receive(store: &Path, method: &Method, path: &str, body: &[u8]) -> Resp {
     match fsutil::write_atomic(&store.join(format!("{}.xml", id.hyphenated())), &envelope) {
         Ok(()) => answer(StatusCode::OK, besked::OK, ""),
         Err(e) => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::OK,
             50,
             &format!("cannot store the message: {e}"),
         ),
@@ -399,7 +405,7 @@ async fn handle(
     };
     tokio::task::spawn_blocking(move || receive(&store, &method, &path, &body))
         .await
-        .unwrap_or_else(|_| answer(StatusCode::INTERNAL_SERVER_ERROR, 50, "receiver failed"))
+        .unwrap_or_else(|_| answer(StatusCode::OK, 50, "receiver failed"))
 }
 
 /// Runs the push receiver until SIGTERM or SIGINT.
@@ -451,8 +457,29 @@ mod tests {
             std::fs::read(dir.path().join(format!("{id}.xml"))).unwrap(),
             env.as_bytes()
         );
+        // Errors are HTTP 200 with the code in StandardRetur.
+        let code = |r: Resp| {
+            let body = futures_lite::future::block_on(r.into_body().collect())
+                .unwrap()
+                .to_bytes();
+            besked::parse_standard_retur(&body).unwrap()
+        };
         let r = receive(dir.path(), &Method::POST, "/besked/modtag", b"<not-xml");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.status(), StatusCode::OK);
+        let (c, text) = code(r);
+        assert_eq!(c, 40);
+        assert!(text.contains("invalid ModtagBeskedInput"), "{text}");
+        let not_a_dir = dir.path().join(format!("{id}.xml"));
+        let r = receive(
+            &not_a_dir,
+            &Method::POST,
+            "/besked/modtag",
+            &besked::modtag_besked_input(env.as_bytes()),
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        let (c, text) = code(r);
+        assert_eq!(c, 50, "{text}");
+        assert!(text.contains("cannot store"), "{text}");
         let r = receive(dir.path(), &Method::GET, "/other", b"");
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         // Other spellings of the same id land in the same file.

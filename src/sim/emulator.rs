@@ -313,7 +313,17 @@ async fn session(
                     .send()
                     .await
                 {
-                    Ok(r) if r.status().is_success() => {}
+                    // The receiver's status is in StandardRetur (HTTP 200).
+                    Ok(r) if r.status().is_success() => {
+                        let body = r.bytes().await.unwrap_or_default();
+                        match besked::parse_standard_retur(&body) {
+                            Ok((besked::OK, _)) => {}
+                            Ok((code, text)) => {
+                                eprintln!("push to {url}: StatusKode {code}: {text}")
+                            }
+                            Err(e) => eprintln!("push to {url}: {e}"),
+                        }
+                    }
                     Ok(r) => eprintln!("push to {url}: HTTP {}", r.status()),
                     Err(e) => eprintln!("push to {url}: {e}"),
                 }
