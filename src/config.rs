@@ -234,6 +234,8 @@ struct RawAuthority {
     cvr: String,
     name: String,
     register_sysid: String,
+    /// The Afsendersystem SysID (sending SMS), a second SysID per authority.
+    afsender_sysid: Option<String>,
     #[serde(default = "default_mode")]
     list_mode: ListMode,
     client_cert: Option<PathBuf>,
@@ -253,6 +255,8 @@ pub struct Authority {
     pub name: String,
     /// The Register SysID (used for lists).
     pub register_sysid: String,
+    /// The Afsendersystem SysID (used to send SMS), if it sends any.
+    pub afsender_sysid: Option<String>,
     /// Full or change lists.
     pub list_mode: ListMode,
     /// This authority's own client certificate and key, if not the default.
@@ -430,6 +434,7 @@ impl Config {
                 cvr,
                 name: a.name,
                 register_sysid: a.register_sysid,
+                afsender_sysid: a.afsender_sysid.filter(|s| !s.trim().is_empty()),
                 list_mode: a.list_mode,
                 client_cert,
             });

@@ -12,6 +12,7 @@ mod outbox;
 mod publish;
 #[cfg(feature = "sim")]
 mod simulate;
+mod sms;
 mod snapshot;
 mod user;
 
@@ -74,6 +75,9 @@ pub enum Command {
     /// SF2250 pass-through calls to the Register for one end user.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Send an SMS under NemSMS's rules (SF2250 EP_SP4).
+    #[command(subcommand)]
+    Sms(sms::SmsCommand),
     /// Send every unpublished outbox batch to Beskedfordeler (AMQP).
     ///
     /// An outage (broker unreachable, or up but answering nothing) is ridden
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Backfill(a) => nightly::backfill_command(&a),
         Command::Outbox(c) => outbox::outbox_command(c),
         Command::User(c) => user::user_command(c),
+        Command::Sms(c) => sms::sms_command(c),
         Command::Publish {
             config,
             to,

@@ -93,12 +93,17 @@ pub enum UserCommand {
         #[command(flatten)]
         target: UserTarget,
     },
-    /// Spoerg tilmelding (EP_SP1), from our own replica: whether the end
-    /// user is signed up at the authority as of its current snapshot's list
-    /// date. No network; the number is never printed.
+    /// Spoerg tilmelding (EP_SP1): whether the end user is signed up at
+    /// the authority, asked of the Register (GET …/boks/{nummer}/
+    /// myndighedstilmelding), or with --local answered from our own replica
+    /// (the authority's current snapshot, as of its list date; no network).
+    /// The number is never printed.
     Status {
         #[command(flatten)]
         target: UserTarget,
+        /// Answer from the local replica instead of asking the Register.
+        #[arg(long)]
+        local: bool,
         /// One JSON object instead of a sentence.
         #[arg(long)]
         json: bool,
@@ -167,7 +172,16 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
             Call::Tilmelding(false),
             crate::register::wire::myndighedstilmelding_body(false).into_bytes(),
         ),
-        UserCommand::Status { target, json } => status_command(&target, json),
+        UserCommand::Status {
+            target,
+            local: true,
+            json,
+        } => status_command(&target, json),
+        UserCommand::Status {
+            target,
+            local: false,
+            json,
+        } => register_status_command(&target, json),
         UserCommand::Enroll { target, stamdata } => {
             put(&target, Call::Update, stamdata_body(&stamdata)?)?;
             put(
@@ -180,7 +194,7 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
 }
 
 /// The `--authority` of `t` in its config.
-fn configured_authority<'a>(
+pub(super) fn configured_authority<'a>(
     cfg: &'a crate::config::Config,
     t: &UserTarget,
 ) -> anyhow::Result<&'a crate::config::Authority> {
@@ -215,6 +229,7 @@ fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
                 "authority": cvr,
                 "type": kind.as_str(),
                 "signed_up": signed_up,
+                "source": "local",
                 "as_of": date.to_string(),
                 "taken_at": crate::domain::dates::rfc3339(snapshot.meta.taken_at),
                 "micros": micros as u64,
@@ -238,22 +253,92 @@ fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The Register client for an authority (its own certificate, if it has
+/// one) and the [register] settings.
+pub(super) fn register_client<'a>(
+    cfg: &'a crate::config::Config,
+    config_path: &Path,
+    authority: &crate::config::Authority,
+) -> anyhow::Result<(
+    crate::register::fetch::Client,
+    &'a crate::register::fetch::RegisterConfig,
+)> {
+    let register = cfg
+        .register
+        .as_ref()
+        .ok_or_else(|| UsageError(format!("{}: no [register] section", config_path.display())))?;
+    let (cert, key) = authority
+        .client_cert
+        .clone()
+        .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
+    Ok((
+        crate::register::fetch::Client::new(register, &cert, &key)?,
+        register,
+    ))
+}
+
+/// Spoerg tilmelding (EP_SP1) asked of the Register.
+pub(super) fn ask_register(
+    client: &crate::register::fetch::Client,
+    sysid: &str,
+    kind: KeyKind,
+    value: u32,
+) -> anyhow::Result<bool> {
+    let path = crate::register::wire::myndighedstilmelding_path(sysid, &keys::format(kind, value));
+    let body = client
+        .get_small("Spoerg tilmelding", &path)
+        .map_err(|e| anyhow::anyhow!("Spoerg tilmelding: {e}"))?;
+    crate::register::wire::parse_myndighedstilmelding(&body)
+        .map_err(|e| anyhow::anyhow!("Spoerg tilmelding: the Register's answer: {e}"))
+}
+
+/// `user status` asked of the Register.
+fn register_status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(&t.config)?;
+    let authority = configured_authority(&cfg, t)?;
+    let (kind, value) = t.nummer.resolve()?;
+    let (client, _) = register_client(&cfg, &t.config, authority)?;
+    let started = std::time::Instant::now();
+    let signed_up = ask_register(&client, &authority.register_sysid, kind, value)?;
+    let millis = started.elapsed().as_millis() as u64;
+    let cvr = keys::format(KeyKind::Cvr, authority.cvr);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "authority": cvr,
+                "type": kind.as_str(),
+                "signed_up": signed_up,
+                "source": "register",
+                "millis": millis,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} at authority {cvr} ({millis} ms, asked of the Register)",
+            if signed_up {
+                "tilmeldt"
+            } else {
+                "ikke tilmeldt"
+            },
+            if signed_up {
+                "signed up"
+            } else {
+                "not signed up"
+            },
+        );
+    }
+    Ok(exit::OK)
+}
+
 /// One SF2250 pass-through `PUT` of `body`; the number is validated first
 /// and never printed (errors name the call). Not in NemSMS's service window.
 fn put(t: &UserTarget, call: Call, body: Vec<u8>) -> anyhow::Result<u8> {
     let cfg = load_config(&t.config)?;
     let authority = configured_authority(&cfg, t)?;
-    let register = cfg
-        .register
-        .as_ref()
-        .ok_or_else(|| UsageError(format!("{}: no [register] section", t.config.display())))?;
     let (kind, value) = t.nummer.resolve()?;
     let nummer = keys::format(kind, value);
-    let (cert, key) = authority
-        .client_cert
-        .clone()
-        .unwrap_or_else(|| (register.client_cert.clone(), register.client_key.clone()));
-    let client = crate::register::fetch::Client::new(register, &cert, &key)?;
+    let (client, register) = register_client(&cfg, &t.config, authority)?;
     let sysid = &authority.register_sysid;
     let path = match call {
         Call::Update if kind == KeyKind::Cvr => crate::register::wire::boks_path(

@@ -12,4 +12,5 @@ pub mod envelope;
 pub mod guard;
 pub mod keys;
 pub mod parse;
+pub mod sms;
 pub mod xml;

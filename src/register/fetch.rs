@@ -527,6 +527,33 @@ impl Client {
         })
     }
 
+    /// GETs a small answer (at most 64 KiB), e.g. Spoerg tilmelding.
+    pub fn get_small(&self, what: &str, path: &str) -> Result<Vec<u8>, FetchError> {
+        let url = self.url(path);
+        self.retrying(what, self.deadline(), || {
+            let mut resp = self.send(|| self.http.get(&url))?;
+            let mut body = Vec::new();
+            copy_capped(&mut resp, &mut body, 64 * 1024, what)?;
+            Ok(body)
+        })
+    }
+
+    /// POSTs `body` (an SMS); retried like every call, so the body must be
+    /// idempotent for the receiver (an SMS carries its `MeddelelseId`, the
+    /// same on every attempt).
+    pub fn post(&self, path: &str, body: Vec<u8>) -> Result<u16, FetchError> {
+        let url = self.url(path);
+        self.retrying("post", self.deadline(), || {
+            self.send(|| {
+                self.http
+                    .post(&url)
+                    .header("Content-Type", "application/xml; charset=utf-8")
+                    .body(body.clone())
+            })
+            .map(|r| r.status().as_u16())
+        })
+    }
+
     /// Downloads a file (a CSV list over HTTPS) to `dest`, streaming.
     pub fn download(&self, url: &str, dest: &Path) -> Result<(), FetchError> {
         self.retrying("list download", self.deadline(), || {

@@ -16,6 +16,13 @@
 //! - `PUT /register/{sysid}/boks/{nummer}` (`SlutbrugerStamdata`) and
 //!   `PUT /register/{sysid}/boks/{nummer}/myndighedstilmelding`
 //!   (`Myndighedstilmelding` = true);
+//! - `GET /register/{sysid}/boks/{nummer}/myndighedstilmelding` answers
+//!   Spoerg tilmelding (EP_SP1) with a `Myndighedstilmelding` body;
+//! - `POST /meddelelse/{afsender-sysid}` sends an SMS (EP_SP4, SF1600's
+//!   "Afsend brev" as NemSMS uses it): a `Meddelelse` with `MeddelelseId`,
+//!   the recipient as `CPRnummerIdentifikator` or `CVRnummerIdentifikator`
+//!   (SF1600's names), `KanalValg`, `Prioritet`, `FilformatNavn` and
+//!   `MeddelelseServicebeskedTekst` (SF1600's name for the text);
 //! - errors: an HTTP status and `<Fejl xmlns="urn:oio:dkal:1.0.0">` with
 //!   `FejlIdentifikator`, `FejlKode`, `FejlTekst`.
 //!
@@ -111,6 +118,110 @@ pub fn myndighedstilmelding_body(signed_up: bool) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Myndighedstilmelding xmlns=\"{NS}\">{signed_up}</Myndighedstilmelding>"
     )
+}
+
+/// Reads a `Myndighedstilmelding` answer (EP_SP1): signed up or not.
+pub fn parse_myndighedstilmelding(body: &[u8]) -> Result<bool, WireError> {
+    let mut value = None;
+    walk(body, "Myndighedstilmelding", |node| {
+        if let Node::Text(path, t) = node
+            && path.len() == 1
+        {
+            value = match t.trim() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+        }
+        Ok(())
+    })?;
+    value.ok_or(WireError::Missing("Myndighedstilmelding (true or false)"))
+}
+
+/// Path of an SMS send for the authority's Afsendersystem SysID.
+pub fn sms_path(afsender_sysid: &str) -> String {
+    format!("/meddelelse/{}", path_segment(afsender_sysid))
+}
+
+/// An SMS as sent (EP_SP4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sms {
+    pub id: String,
+    pub kind: KeyKind,
+    pub nummer: u32,
+    pub kanal_valg: String,
+    pub prioritet: String,
+    pub filformat: String,
+    pub text: String,
+}
+
+/// The `Meddelelse` body of an SMS.
+pub fn sms_body(sms: &Sms) -> String {
+    let element = match sms.kind {
+        KeyKind::Cpr => "CPRnummerIdentifikator",
+        KeyKind::Cvr => "CVRnummerIdentifikator",
+    };
+    let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Meddelelse xmlns=\"{NS}\">\
+<MeddelelseId>{}</MeddelelseId><{element}>{}</{element}>\
+<KanalValg>{}</KanalValg><Prioritet>{}</Prioritet><FilformatNavn>{}</FilformatNavn>\
+<MeddelelseServicebeskedTekst>{}</MeddelelseServicebeskedTekst></Meddelelse>",
+        esc(&sms.id),
+        keys::format(sms.kind, sms.nummer),
+        esc(&sms.kanal_valg),
+        esc(&sms.prioritet),
+        esc(&sms.filformat),
+        esc(&sms.text),
+    )
+}
+
+/// Reads a `Meddelelse` (simulator side).
+pub fn parse_sms(body: &[u8]) -> Result<Sms, WireError> {
+    let mut sms = Sms {
+        id: String::new(),
+        kind: KeyKind::Cpr,
+        nummer: 0,
+        kanal_valg: String::new(),
+        prioritet: String::new(),
+        filformat: String::new(),
+        text: String::new(),
+    };
+    let mut recipient = false;
+    walk(body, "Meddelelse", |node| {
+        if let Node::Text(path, t) = node {
+            match path[path.len() - 1].as_slice() {
+                b"MeddelelseId" => sms.id = t.to_owned(),
+                b"CPRnummerIdentifikator" => {
+                    sms.kind = KeyKind::Cpr;
+                    sms.nummer = keys::parse_kind(KeyKind::Cpr, t.trim().as_bytes())
+                        .map_err(|_| WireError::Missing("CPRnummerIdentifikator"))?;
+                    recipient = true;
+                }
+                b"CVRnummerIdentifikator" => {
+                    sms.kind = KeyKind::Cvr;
+                    sms.nummer = keys::parse_kind(KeyKind::Cvr, t.trim().as_bytes())
+                        .map_err(|_| WireError::Missing("CVRnummerIdentifikator"))?;
+                    recipient = true;
+                }
+                b"KanalValg" => sms.kanal_valg = t.to_owned(),
+                b"Prioritet" => sms.prioritet = t.to_owned(),
+                b"FilformatNavn" => sms.filformat = t.to_owned(),
+                b"MeddelelseServicebeskedTekst" => sms.text = t.to_owned(),
+                _ => {}
+            }
+        }
+        Ok(())
+    })?;
+    if !recipient {
+        return Err(WireError::Missing(
+            "CPRnummerIdentifikator or CVRnummerIdentifikator",
+        ));
+    }
+    if sms.id.is_empty() {
+        return Err(WireError::Missing("MeddelelseId"));
+    }
+    Ok(sms)
 }
 
 /// One reference to a delliste.
@@ -552,6 +663,35 @@ mod tests {
             parse_delliste(&b"<Other/>"[..], ListKind::Full),
             Err(WireError::WrongRoot { .. })
         ));
+    }
+
+    #[test]
+    fn sms_and_tilmelding_roundtrip() {
+        let sms = Sms {
+            id: "7d9f".into(),
+            kind: KeyKind::Cpr,
+            nummer: 101_901_234,
+            kanal_valg: "D".into(),
+            prioritet: "D".into(),
+            filformat: "TXT".into(),
+            text: "Husk tid <i morgen> & kl. 9".into(),
+        };
+        let body = sms_body(&sms);
+        assert!(body.contains("<CPRnummerIdentifikator>0101901234</CPRnummerIdentifikator>"));
+        assert_eq!(parse_sms(body.as_bytes()).unwrap(), sms);
+        assert!(parse_sms(b"<Meddelelse><MeddelelseId>x</MeddelelseId></Meddelelse>").is_err());
+        assert_eq!(sms_path("A/1"), "/meddelelse/A%2F1");
+        assert_eq!(
+            parse_myndighedstilmelding(myndighedstilmelding_body(true).as_bytes()),
+            Ok(true)
+        );
+        assert_eq!(
+            parse_myndighedstilmelding(myndighedstilmelding_body(false).as_bytes()),
+            Ok(false)
+        );
+        assert!(
+            parse_myndighedstilmelding(b"<Myndighedstilmelding>ja</Myndighedstilmelding>").is_err()
+        );
     }
 
     #[test]

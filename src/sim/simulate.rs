@@ -129,6 +129,13 @@ struct Served {
 struct Sim {
     opts: RegisterOptions,
     sysids: HashMap<String, u32>,
+    /// Afsendersystem SysIDs (SMS) to authorities.
+    afsendere: HashMap<String, u32>,
+    /// Sign-ups and sign-offs made through `PUT …/myndighedstilmelding`
+    /// (for all authorities), over what the lists say.
+    tilmeldt: Mutex<HashMap<(KeyKind, u32), bool>>,
+    /// `MeddelelseId`s of the SMS sent (a resend is not sent twice).
+    sms_sent: Mutex<std::collections::HashSet<String>>,
     lists: Mutex<HashMap<(u32, Date), Arc<KeySet>>>,
     /// Per authority: the day through which change lists were deleted.
     consumed: Mutex<HashMap<u32, Date>>,
@@ -275,6 +282,9 @@ impl Sim {
         if let ["files", date, file] = parts.as_slice() {
             return self.file(method, date, file);
         }
+        if let ["meddelelse", afsender] = parts.as_slice() {
+            return self.sms(method, afsender, path, body);
+        }
         let ["register", sysid, rest @ ..] = parts.as_slice() else {
             return fejl(StatusCode::NOT_FOUND, "4040", "unknown path");
         };
@@ -316,6 +326,15 @@ impl Sim {
                 self.record("DELETE", path, b"");
                 self.delete(cvr, id)
             }
+            (&Method::GET, ["boks", nummer, "myndighedstilmelding"]) => {
+                match keys::parse_any(nummer.as_bytes()) {
+                    Ok((kind, value)) => respond(
+                        StatusCode::OK,
+                        wire::myndighedstilmelding_body(self.signed_up(cvr, kind, value)),
+                    ),
+                    Err(_) => fejl(StatusCode::BAD_REQUEST, "4002", "invalid CPR or CVR number"),
+                }
+            }
             (&Method::PUT, ["boks", nummer])
             | (&Method::PUT, ["boks", nummer, "myndighedstilmelding"]) => {
                 // SF2250 §3.2.4.2: a CVR in OpdaterBorgerNemSMS's path has a
@@ -349,11 +368,92 @@ impl Sim {
                         ),
                     );
                 }
+                if rest.len() == 3
+                    && let (Ok((kind, value)), Ok(on)) = (
+                        keys::parse_any(nummer.as_bytes()),
+                        wire::parse_myndighedstilmelding(body),
+                    )
+                {
+                    self.tilmeldt
+                        .lock()
+                        .expect("lock")
+                        .insert((kind, value), on);
+                }
                 self.record("PUT", path, body);
                 respond(StatusCode::NO_CONTENT, Bytes::new())
             }
             _ => fejl(StatusCode::NOT_FOUND, "4040", "unknown path"),
         }
+    }
+
+    /// Whether an end user is signed up at `cvr`: the last sign-up or
+    /// sign-off made here, else the authority's latest list.
+    fn signed_up(&self, cvr: u32, kind: KeyKind, value: u32) -> bool {
+        if let Some(&on) = self.tilmeldt.lock().expect("lock").get(&(kind, value)) {
+            return on;
+        }
+        let mut days: Vec<Date> = std::fs::read_dir(&self.opts.data)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                crate::domain::dates::parse_date(&e.ok()?.file_name().to_string_lossy()).ok()
+            })
+            .collect();
+        days.sort();
+        let today = crate::register::fetch::now().date();
+        days.into_iter()
+            .rev()
+            .filter(|d| *d <= today)
+            .find_map(|d| self.keys(cvr, d).ok())
+            .is_some_and(|k| k.of(kind).binary_search(&value).is_ok())
+    }
+
+    /// `POST /meddelelse/{afsender}`: an SMS, under NemSMS's rules.
+    fn sms(&self, method: &Method, afsender: &str, path: &str, body: &[u8]) -> Resp {
+        use crate::domain::sms;
+        if method != Method::POST {
+            return fejl(StatusCode::METHOD_NOT_ALLOWED, "4050", "POST an SMS");
+        }
+        let Some(&cvr) = self.afsendere.get(afsender) else {
+            return fejl(
+                StatusCode::NOT_FOUND,
+                "4041",
+                "unknown Afsendersystem SysID",
+            );
+        };
+        let m = match wire::parse_sms(body) {
+            Ok(m) => m,
+            Err(e) => {
+                return fejl(
+                    StatusCode::BAD_REQUEST,
+                    "4003",
+                    &format!("invalid Meddelelse: {e}"),
+                );
+            }
+        };
+        if let Err(e) = sms::check_text(&m.text)
+            .and_then(|()| sms::check_fields(&m.kanal_valg, &m.prioritet, &m.filformat))
+        {
+            return fejl(StatusCode::BAD_REQUEST, "4005", &e);
+        }
+        if sms::window(crate::register::fetch::now().datetime()).is_err() {
+            return fejl(
+                StatusCode::BAD_REQUEST,
+                "4006",
+                "SMS are only sent between 08:00 and 22:00",
+            );
+        }
+        if !self.signed_up(cvr, m.kind, m.nummer) {
+            return fejl(
+                StatusCode::BAD_REQUEST,
+                "4007",
+                "the recipient is not signed up for NemSMS",
+            );
+        }
+        if self.sms_sent.lock().expect("lock").insert(m.id.clone()) {
+            self.record("POST", path, body);
+        }
+        respond(StatusCode::CREATED, Bytes::new())
     }
 
     /// `GET /files/<date>/<cvr>.csv`: a list as the file-based CSV.
@@ -574,6 +674,15 @@ fn open_record(path: Option<&Path>) -> anyhow::Result<Option<std::fs::File>> {
 pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&opts.cert, &opts.key, opts.client_ca.as_deref())?;
     let sysids = sysid_map(opts.config.as_deref(), &opts.data)?;
+    let afsendere = match opts.config.as_deref() {
+        Some(path) => crate::config::Config::load(path)?
+            .authorities
+            .iter()
+            .filter_map(|a| Some((a.afsender_sysid.clone()?, a.cvr)))
+            .collect(),
+        // Without a config: the Afsendersystem SysID is the CVR too.
+        None => sysids.clone(),
+    };
     let record = open_record(opts.record.as_deref())?;
     let consumed = opts
         .consumed_through
@@ -583,6 +692,9 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
         rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed)),
         opts,
         sysids,
+        afsendere,
+        tilmeldt: Mutex::default(),
+        sms_sent: Mutex::default(),
         lists: Mutex::default(),
         consumed: Mutex::new(consumed),
         served: Mutex::default(),

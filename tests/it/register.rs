@@ -606,3 +606,224 @@ fn signoff_enroll_the_cvr_form_and_the_service_window() {
     assert!(stderr(&out).contains("service window"), "{}", stderr(&out));
     assert_eq!(r.recorded().lines().count(), 5);
 }
+
+/// Wednesday 2 December 2026, 10:00 Danish time.
+const MORNING: &str = "2026-12-02T09:00:00Z";
+
+#[test]
+fn sms_send_and_spoerg_tilmelding_under_nemsms_rules() {
+    let setup = Setup::new(1, 1_000, 1, 0.01);
+    let d = setup.path().to_owned();
+    assert_code(&run(&d, &["simulate", "certs", "--out", "certs"]), 0);
+    let server = Server::start_env(
+        &d,
+        &[
+            "simulate",
+            "register",
+            "--data",
+            "lists",
+            "--cert",
+            "certs/server.pem",
+            "--key",
+            "certs/server-key.pem",
+            "--client-ca",
+            "certs/ca.pem",
+            "--record",
+            "record.jsonl",
+        ],
+        &[("NEMSMS_DIFF_NOW", MORNING)],
+    );
+    let r = Register { setup, server };
+    r.write_config("full", "certs/client.pem", "certs/client-key.pem");
+    let a = r.setup.authorities[0].clone();
+    let list = fs::read_to_string(r.setup.list("2026-01-01", &a)).unwrap();
+    let on = list
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            l.split([';', ','])
+                .find(|f| f.len() == 10 && f.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap()
+        .to_owned();
+    let off = (0..)
+        .map(|i| format!("01019{i:05}"))
+        .find(|n| !list.contains(n.as_str()))
+        .unwrap();
+    let cmd = |args: &[&str], now: &str| {
+        let mut all: Vec<&str> = args[..2].to_vec();
+        all.extend_from_slice(&["--config", "config.toml", "--authority", &a]);
+        all.extend_from_slice(&args[2..]);
+        Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+            .args(&all)
+            .current_dir(r.path())
+            .env("NEMSMS_DIFF_NOW", now)
+            .output()
+            .unwrap()
+    };
+    let sends = || {
+        r.recorded()
+            .lines()
+            .filter(|l| l.contains("\"POST\""))
+            .count()
+    };
+
+    // No Afsendersystem SysID configured: a config error, nothing sent.
+    let out = cmd(&["sms", "send", "--cpr", &on, "--text", "Hej"], MORNING);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("afsender_sysid"), "{}", stderr(&out));
+    let config = fs::read_to_string(r.path().join("config.toml")).unwrap();
+    fs::write(
+        r.path().join("config.toml"),
+        config.replace(
+            &format!("register_sysid = \"{a}\"\n"),
+            &format!("register_sysid = \"{a}\"\nafsender_sysid = \"{a}\"\n"),
+        ),
+    )
+    .unwrap();
+
+    // EP_SP1 asked of the Register.
+    let out = cmd(&["user", "status", "--cpr", &on], MORNING);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).starts_with("tilmeldt: signed up"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("asked of the Register"));
+    let out = cmd(&["user", "status", "--cpr", &off, "--json"], MORNING);
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (v["signed_up"].as_bool(), v["source"].as_str()),
+        (Some(false), Some("register"))
+    );
+
+    // A signed-up recipient in the day: sent, with NemSMS's fixed fields.
+    let out = cmd(
+        &[
+            "sms",
+            "send",
+            "--cpr",
+            &on,
+            "--text",
+            "Husk din tid i morgen kl. 9 & tag sygesikringskort med",
+        ],
+        MORNING,
+    );
+    assert_code(&out, 0);
+    let id = stdout(&out).trim().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let rec = r.recorded();
+    let sent = rec.lines().find(|l| l.contains("\"POST\"")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(sent).unwrap();
+    assert_eq!(v["path"], format!("/meddelelse/{a}"));
+    let body = v["body"].as_str().unwrap();
+    for part in [
+        format!("<MeddelelseId>{id}</MeddelelseId>"),
+        format!("<CPRnummerIdentifikator>{on}</CPRnummerIdentifikator>"),
+        "<KanalValg>D</KanalValg>".to_owned(),
+        "<Prioritet>D</Prioritet>".to_owned(),
+        "<FilformatNavn>TXT</FilformatNavn>".to_owned(),
+        "kl. 9 &amp; tag".to_owned(),
+    ] {
+        assert!(body.contains(&part), "{part} in {body}");
+    }
+    assert!(!stderr(&out).contains(&on), "the number is not printed");
+    assert_eq!(sends(), 1);
+
+    // Refused before anything leaves: too long, too late, not signed up.
+    let out = cmd(
+        &["sms", "send", "--cpr", &on, "--text", &"x".repeat(161)],
+        MORNING,
+    );
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("161 characters"), "{}", stderr(&out));
+    let late = "2026-12-02T21:30:00Z"; // 22:30 Danish time
+    let out = cmd(&["sms", "send", "--cpr", &on, "--text", "Hej"], late);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("between 08:00 and 22:00"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("2026-12-03 08:00"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cmd(&["sms", "send", "--cpr", &off, "--text", "Hej"], MORNING);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("not signed up"), "{}", stderr(&out));
+    assert_eq!(sends(), 1, "nothing more was sent");
+
+    // --wait: two seconds before 08:00, it waits, then sends.
+    let early = "2026-12-02T06:59:58Z";
+    let out = cmd(
+        &["sms", "send", "--cpr", &on, "--text", "Godmorgen", "--wait"],
+        early,
+    );
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("waiting until 2026-12-02 08:00"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sends(), 2);
+
+    // Signed off at the Register: EP_SP1 says so and no SMS goes out.
+    assert_code(&cmd(&["user", "signoff", "--cpr", &on], MORNING), 0);
+    let out = cmd(&["user", "status", "--cpr", &on], MORNING);
+    assert!(
+        stdout(&out).starts_with("ikke tilmeldt"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cmd(&["sms", "send", "--cpr", &on, "--text", "Hej"], MORNING);
+    assert_code(&out, 1);
+
+    // The simulator enforces the same rules on what reaches it.
+    let pem = [
+        fs::read(r.path().join("certs/client.pem")).unwrap(),
+        fs::read(r.path().join("certs/client-key.pem")).unwrap(),
+    ]
+    .concat();
+    let client = reqwest::blocking::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &fs::read(r.path().join("certs/ca.pem")).unwrap(),
+        )
+        .unwrap()])
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    assert_code(&cmd(&["user", "signup", "--cpr", &on], MORNING), 0);
+    let mut sms = nemsms_diff::register::wire::Sms {
+        id: "x1".into(),
+        kind: nemsms_diff::domain::keys::KeyKind::Cpr,
+        nummer: on.parse().unwrap(),
+        kanal_valg: "P".into(),
+        prioritet: "D".into(),
+        filformat: "TXT".into(),
+        text: "Hej".into(),
+    };
+    let post = |sms: &nemsms_diff::register::wire::Sms| {
+        let resp = client
+            .post(format!("{}/meddelelse/{a}", r.server.url()))
+            .body(nemsms_diff::register::wire::sms_body(sms))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let (status, body) = post(&sms);
+    assert_eq!(status, 400);
+    assert!(body.contains("KanalValg must be D"), "{body}");
+    sms.kanal_valg = "D".into();
+    sms.text = "y".repeat(161);
+    let (status, body) = post(&sms);
+    assert_eq!(status, 400);
+    assert!(body.contains("at most 160"), "{body}");
+    sms.text = "Hej".into();
+    assert_eq!(post(&sms).0, 201);
+    assert_eq!(post(&sms).0, 201, "a resend of one MeddelelseId");
+    assert_eq!(sends(), 3, "is sent once");
+}

@@ -402,6 +402,7 @@ fn user_status_answers_from_the_local_replica() {
         let mut args = vec![
             "user",
             "status",
+            "--local",
             "--config",
             "config.toml",
             "--authority",
