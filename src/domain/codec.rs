@@ -94,14 +94,42 @@ fn century_base(year: u32) -> u32 {
     if year <= 36 { 4 } else { 0 }
 }
 
+/// Blocks between two [`Seek`] points: a lookup decodes at most this many
+/// blocks ([`INDEX_STRIDE`] × [`BLOCK`] = 1,024 keys).
+pub const INDEX_STRIDE: usize = 8;
+
+/// A point to start decoding from: the block that starts `bit` bits into
+/// the payload, after `keys_before` keys whose last dense value is
+/// `prev_plus1 - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seek {
+    pub prev_plus1: u32,
+    pub keys_before: u32,
+    pub bit: u64,
+}
+
 /// Encodes sorted, unique keys of one kind.
 pub fn encode(kind: KeyKind, sorted_keys: &[u32]) -> Vec<u8> {
+    encode_indexed(kind, sorted_keys).0
+}
+
+/// Encodes sorted, unique keys of one kind, with a [`Seek`] point every
+/// [`INDEX_STRIDE`] blocks for [`contains_indexed`].
+pub fn encode_indexed(kind: KeyKind, sorted_keys: &[u32]) -> (Vec<u8>, Vec<Seek>) {
     let mut dense: Vec<u32> = sorted_keys.iter().map(|&k| to_dense(kind, k)).collect();
     keys::radix_sort(&mut dense);
     let mut writer = BitWriter::with_capacity(sorted_keys.len() * 2);
     let mut gaps = Vec::with_capacity(BLOCK);
     let mut prev: i64 = -1;
-    for block in dense.chunks(BLOCK) {
+    let mut index = Vec::with_capacity(dense.len() / (BLOCK * INDEX_STRIDE) + 1);
+    for (b, block) in dense.chunks(BLOCK).enumerate() {
+        if b % INDEX_STRIDE == 0 {
+            index.push(Seek {
+                prev_plus1: (prev + 1) as u32,
+                keys_before: (b * BLOCK) as u32,
+                bit: writer.bits(),
+            });
+        }
         gaps.clear();
         for &v in block {
             gaps.push((i64::from(v) - prev - 1) as u32);
@@ -120,7 +148,7 @@ pub fn encode(kind: KeyKind, sorted_keys: &[u32]) -> Vec<u8> {
             }
         }
     }
-    writer.finish()
+    (writer.finish(), index)
 }
 
 /// Rice parameter with the fewest bits for these gaps.
@@ -181,6 +209,68 @@ pub fn decode(kind: KeyKind, data: &[u8], n: usize) -> Result<Vec<u32>, CorruptP
     Ok(out)
 }
 
+/// Whether `key` is among the `n` keys of one kind in `data`, without
+/// decoding the set: the gaps are summed in dense order until the key's
+/// dense value is reached or passed (on average half the payload; no
+/// allocation, no sort). A payload that ends early is an error.
+pub fn contains(kind: KeyKind, data: &[u8], n: usize, key: u32) -> Result<bool, CorruptPayload> {
+    contains_indexed(kind, data, n, &[], key)
+}
+
+/// [`contains`], starting from the last [`Seek`] point at or before the
+/// key: a lookup decodes at most [`INDEX_STRIDE`] blocks. An empty index
+/// scans from the start; an index that does not fit the payload is an error.
+pub fn contains_indexed(
+    kind: KeyKind,
+    data: &[u8],
+    n: usize,
+    index: &[Seek],
+    key: u32,
+) -> Result<bool, CorruptPayload> {
+    let want = i64::from(to_dense(kind, key));
+    let start = index.partition_point(|s| i64::from(s.prev_plus1) <= want);
+    let (mut reader, mut prev, mut seen) = match start.checked_sub(1).map(|i| index[i]) {
+        None => (BitReader::new(data), -1i64, 0usize),
+        Some(s) => {
+            if s.bit > data.len() as u64 * 8
+                || s.keys_before as usize > n
+                || !(s.keys_before as usize).is_multiple_of(BLOCK)
+            {
+                return Err(CorruptPayload("index points outside the payload"));
+            }
+            (
+                BitReader::at(data, s.bit),
+                i64::from(s.prev_plus1) - 1,
+                s.keys_before as usize,
+            )
+        }
+    };
+    while seen < n {
+        let k = reader.get(5) as u32;
+        let in_block = BLOCK.min(n - seen);
+        for _ in 0..in_block {
+            let q = reader.ones(ESCAPE);
+            let gap = if q < ESCAPE {
+                (u64::from(q) << k) | reader.get(k)
+            } else {
+                reader.get(32)
+            };
+            prev += 1 + gap as i64;
+            if prev >= want {
+                if reader.overrun() {
+                    return Err(CorruptPayload("payload ends early"));
+                }
+                return Ok(prev == want);
+            }
+        }
+        seen += in_block;
+        if reader.overrun() {
+            return Err(CorruptPayload("payload ends early"));
+        }
+    }
+    Ok(false)
+}
+
 struct BitWriter {
     out: Vec<u8>,
     acc: u64,
@@ -209,6 +299,11 @@ impl BitWriter {
         }
     }
 
+    /// Bits written so far.
+    fn bits(&self) -> u64 {
+        self.out.len() as u64 * 8 + u64::from(self.n)
+    }
+
     fn finish(mut self) -> Vec<u8> {
         if self.n > 0 {
             self.out.push(self.acc as u8);
@@ -234,6 +329,20 @@ impl<'a> BitReader<'a> {
             n: 0,
             consumed: 0,
         }
+    }
+
+    /// A reader positioned `bit` bits into `data`.
+    fn at(data: &'a [u8], bit: u64) -> Self {
+        let byte = (bit / 8) as usize;
+        let mut r = BitReader {
+            data,
+            pos: byte,
+            acc: 0,
+            n: 0,
+            consumed: byte as u64 * 8,
+        };
+        r.get((bit % 8) as u32);
+        r
     }
 
     #[inline]
@@ -331,6 +440,82 @@ mod tests {
         let mut many: Vec<u32> = (0..10_000u32).map(|i| 101000000 + i * 7).collect();
         many.push(3112999999);
         roundtrip(KeyKind::Cpr, &many);
+    }
+
+    #[test]
+    fn contains_agrees_with_the_decoded_set() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        use rand::{Rng, SeedableRng};
+        let mut cprs: Vec<u32> = (0..200_000)
+            .filter_map(|_| {
+                let k = rng.random_range(101_000_000..3_112_999_999u32);
+                keys::parse_cpr(format!("{k:010}").as_bytes()).ok()
+            })
+            .collect();
+        cprs.sort_unstable();
+        cprs.dedup();
+        let data = encode(KeyKind::Cpr, &cprs);
+        for (i, &k) in cprs.iter().enumerate().step_by(7) {
+            assert_eq!(
+                contains(KeyKind::Cpr, &data, cprs.len(), k),
+                Ok(true),
+                "{k}"
+            );
+            // A neighbour that is valid but not in the set.
+            if let Some(&next) = cprs.get(i + 1)
+                && let Some(between) =
+                    (k + 1..next).find(|c| keys::parse_cpr(format!("{c:010}").as_bytes()).is_ok())
+            {
+                assert_eq!(
+                    contains(KeyKind::Cpr, &data, cprs.len(), between),
+                    Ok(false)
+                );
+            }
+        }
+        assert_eq!(contains(KeyKind::Cpr, &[], 0, cprs[0]), Ok(false));
+        // With the index: the same answers, for members and non-members.
+        let (data2, index) = encode_indexed(KeyKind::Cpr, &cprs);
+        assert_eq!(data2, data);
+        assert!(index.len() > 3, "{} seek points", index.len());
+        for c in (101_000_000u32..3_112_999_999).step_by(99_991) {
+            if keys::parse_cpr(format!("{c:010}").as_bytes()).is_ok() {
+                assert_eq!(
+                    contains_indexed(KeyKind::Cpr, &data, cprs.len(), &index, c),
+                    Ok(cprs.binary_search(&c).is_ok()),
+                    "{c}"
+                );
+            }
+        }
+        for &k in cprs.iter().step_by(13) {
+            assert_eq!(
+                contains_indexed(KeyKind::Cpr, &data, cprs.len(), &index, k),
+                Ok(true)
+            );
+        }
+        let mut wrong = index.clone();
+        wrong[2].bit = data.len() as u64 * 8 + 1;
+        assert!(
+            (0..cprs.len()).step_by(50).any(|i| contains_indexed(
+                KeyKind::Cpr,
+                &data,
+                cprs.len(),
+                &wrong,
+                cprs[i]
+            )
+            .is_err())
+        );
+        assert!(
+            contains(
+                KeyKind::Cpr,
+                &data[..data.len() / 2],
+                cprs.len(),
+                *cprs
+                    .iter()
+                    .max_by_key(|&&k| to_dense(KeyKind::Cpr, k))
+                    .unwrap()
+            )
+            .is_err()
+        );
     }
 
     #[test]
