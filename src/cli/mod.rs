@@ -10,10 +10,12 @@ mod generate;
 mod nightly;
 mod outbox;
 mod publish;
+mod republish;
 #[cfg(feature = "sim")]
 mod simulate;
 mod sms;
 mod snapshot;
+mod status;
 mod user;
 
 use std::io::{self, BufWriter, Write};
@@ -78,6 +80,14 @@ pub enum Command {
     /// Send an SMS under NemSMS's rules (SF2250 EP_SP4).
     #[command(subcommand)]
     Sms(sms::SmsCommand),
+    /// The operator's view of the state: per authority the current
+    /// snapshot, the last run, a quarantine and how to release it,
+    /// unpublished events, a change list still to delete. Exit 3 when an
+    /// authority needs an operator.
+    Status(status::StatusArgs),
+    /// Send one batch again (same BeskedIds): moves its publish cursor back
+    /// to --from-event and records that it did; the next `publish` sends.
+    Republish(republish::RepublishArgs),
     /// Send every unpublished outbox batch to Beskedfordeler (AMQP).
     ///
     /// An outage (broker unreachable, or up but answering nothing) is ridden
@@ -119,6 +129,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Outbox(c) => outbox::outbox_command(c),
         Command::User(c) => user::user_command(c),
         Command::Sms(c) => sms::sms_command(c),
+        Command::Status(a) => status::status_command(&a),
+        Command::Republish(a) => republish::republish_command(&a),
         Command::Publish {
             config,
             to,

@@ -4,3 +4,4 @@
 pub mod report;
 pub mod run;
 pub mod sources;
+pub mod status;

@@ -437,3 +437,91 @@ fn amqps_with_client_certificate_and_sasl_external() {
     assert_code(&out, 0);
     assert_same(flow.delivered().into_iter().collect(), &flow.outbox_ids());
 }
+
+#[test]
+fn republish_sends_one_batch_again_with_the_same_ids() {
+    let flow = Flow::new(2, 10_000, 0.01, "");
+    let _emulator = flow.emulator(&[]);
+    assert_code(&flow.publish(), 0);
+    let first = flow.delivered();
+    let a = flow.setup.authorities[0].clone();
+    let show = stdout(&run(
+        flow.path(),
+        &[
+            "outbox",
+            "show",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--date",
+            "2026-01-02",
+        ],
+    ));
+    const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
+    let ids: Vec<String> = show
+        .lines()
+        .map(|env| {
+            let at = env.find(MARK).unwrap() + MARK.len();
+            env[at..at + 36].to_owned()
+        })
+        .collect();
+    assert!(ids.len() > 10);
+    assert!(ids.iter().all(|i| first.contains(i)));
+    let republish = |from: &str| {
+        run(
+            flow.path(),
+            &[
+                "republish",
+                "--config",
+                "config.toml",
+                "--authority",
+                &a,
+                "--date",
+                "2026-01-02",
+                "--from-event",
+                from,
+            ],
+        )
+    };
+    // Out of range, or a batch that does not exist: usage errors.
+    assert_code(&republish("0"), 2);
+    assert_code(&republish(&(ids.len() + 1).to_string()), 2);
+    let out = run(
+        flow.path(),
+        &[
+            "republish",
+            "--config",
+            "config.toml",
+            "--authority",
+            &a,
+            "--date",
+            "2026-01-05",
+        ],
+    );
+    assert_code(&out, 2);
+    let out = republish("5");
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!("cursor {} -> 4", ids.len())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        fs::read_dir(flow.path().join("state/reports"))
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("republish-")),
+        "the reset is recorded"
+    );
+    assert_code(&flow.publish(), 0);
+    let again = flow.delivered();
+    assert_eq!(
+        again,
+        ids[4..].to_vec(),
+        "events 5.. again, in order, same BeskedIds"
+    );
+}

@@ -183,9 +183,47 @@ fn guard_quarantines_a_truncated_list_until_accepted() {
         fs::read_to_string(state.join(format!("current/{a}"))).unwrap(),
         "2026-01-01\n"
     );
+    // `status` shows the quarantine, why, and how to release it: exit 3.
+    let st = run(s.path(), &["status", "--config", "config.toml"]);
+    assert_code(&st, 3);
+    let text = stdout(&st);
+    assert!(text.contains("QUARANTINED on 2026-01-02: "), "{text}");
+    assert!(text.contains("list size changed"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "release it once checked: nemsms-diff run --config config.toml --date 2026-01-02 --authority {a} --accept-mass-change {a}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1 need an operator"), "{text}");
+    let st = run(s.path(), &["status", "--config", "config.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&st).trim()).unwrap();
+    let mine = |cvr: &str| {
+        v["authorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["authority"] == cvr)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(mine(a)["needs_operator"], true);
+    assert_eq!(mine(a)["current"], "2026-01-01");
+    let other = mine(&s.authorities[1]);
+    assert_eq!(
+        (other["needs_operator"].as_bool(), other["current"].as_str()),
+        (Some(false), Some("2026-01-02"))
+    );
+    assert!(other["unpublished_events"].as_u64().unwrap() > 0, "{other}");
 
     let out = s.run(&["--date", "2026-01-02", "--accept-mass-change", a]);
     assert_code(&out, 0);
+    // Released: nothing needs an operator; its events wait to be published.
+    let st = run(s.path(), &["status", "--config", "config.toml", "--json"]);
+    assert_code(&st, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&st).trim()).unwrap();
+    assert_eq!(v["needing_an_operator"], 0);
+    assert!(v["unpublished_events"].as_u64().unwrap() > 4000, "{v}");
     let list = stdout(&run(
         s.path(),
         &["outbox", "list", "--config", "config.toml", "--json"],
