@@ -9,7 +9,7 @@ use nemsms_diff::{cli, exit};
 fn main() -> ExitCode {
     nemsms_diff::harden::process();
     let cli = cli::Cli::parse();
-    init_logging(cli.log_format, cli.debug_wire);
+    init_logging(cli.log_format, cli.debug_wire, cli.quiet);
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
@@ -24,15 +24,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr: `RUST_LOG` filters (default `info`). Other crates
+/// Logs go to stderr: `RUST_LOG` filters (default `info`, `warn` with
+/// `--quiet`). Other crates
 /// (lapin logs SASL responses and every frame, token header included, at
 /// debug and trace; reqwest, hyper and rustls log connection details) are
 /// capped at `info` whatever `RUST_LOG` says, unless `--debug-wire`
 /// (which refuses anything but loopback peers).
-fn init_logging(format: cli::LogFormat, debug_wire: bool) {
+fn init_logging(format: cli::LogFormat, debug_wire: bool, quiet: bool) {
     use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
     use tracing_subscriber::prelude::*;
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = if quiet { "warn" } else { "info" };
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let cap = filter_fn(move |meta| {
         debug_wire
             || meta.target().starts_with("nemsms_diff")

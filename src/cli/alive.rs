@@ -6,7 +6,7 @@ use super::*;
 pub enum AliveCommand {
     /// AliveBeskedSend: publish one AliveBesked (no business data).
     Send {
-        #[arg(long)]
+        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// Seconds for the whole exchange (token, connection, send, StatusKode).
         #[arg(long, default_value_t = 30)]
@@ -22,7 +22,7 @@ pub enum AliveCommand {
     Serve(Box<ServeArgs>),
     /// Send one AliveBesked and wait until it arrives; prints the round trip.
     Check {
-        #[arg(long)]
+        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// pull: consume [alive] dueslag_queue; push: watch [alive] push_store.
         #[arg(long, value_enum)]

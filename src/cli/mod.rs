@@ -47,6 +47,10 @@ pub struct Cli {
     /// every configured peer (register, STS, broker) is on loopback.
     #[arg(long, global = true)]
     pub debug_wire: bool,
+    /// Only warnings and errors on stderr, no progress bar (the tables and
+    /// results on stdout stay).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +89,14 @@ pub enum Command {
     /// unpublished events, a change list still to delete. Exit 3 when an
     /// authority needs an operator.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) of nemsms-diff, or with --out DIR write
+    /// one page per command there.
+    Man {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Send one batch again (same BeskedIds): moves its publish cursor back
     /// to --from-event and records that it did; the next `publish` sends.
     Republish(republish::RepublishArgs),
@@ -95,7 +107,7 @@ pub enum Command {
     /// without a confirmed event; then exit 4, and the next publish resumes.
     Publish {
         /// The configuration file ([beskedfordeler]).
-        #[arg(long)]
+        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// How long to ride out an outage without progress, e.g. 10m, 90s
         /// (default: [beskedfordeler] outage_deadline, itself 10m by default).
@@ -119,6 +131,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if cli.debug_wire {
         crate::config::DEBUG_WIRE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    if cli.quiet {
+        crate::nightly::report::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     match cli.command {
         Command::Snapshot(c) => snapshot::snapshot_command(c),
         Command::Diff(a) => diff::diff_command(&a),
@@ -131,6 +146,16 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sms(c) => sms::sms_command(c),
         Command::Status(a) => status::status_command(&a),
         Command::Republish(a) => republish::republish_command(&a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            // Into a buffer first: the generator panics on a closed pipe.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "nemsms-diff", &mut buf);
+            io::stdout().lock().write_all(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Man { out } => man_command(out.as_deref()),
         Command::Publish {
             config,
             to,
@@ -173,4 +198,42 @@ fn bfo_config(
         ))
         .into()
     })
+}
+
+/// `man`: the page of the whole program on stdout, or one page per
+/// command under `out` (`nemsms-diff.1`, `nemsms-diff-run.1`, …).
+fn man_command(out: Option<&Path>) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match out {
+        None => {
+            let mut stdout = io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut stdout)?;
+        }
+        Some(dir) => {
+            fsutil::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut pages = 0;
+            let mut write = |name: String, c: clap::Command| -> anyhow::Result<()> {
+                let mut buf = Vec::new();
+                clap_mangen::Man::new(c).render(&mut buf)?;
+                let path = dir.join(format!("{name}.1"));
+                // Documentation, not state: readable by all, as man pages are.
+                std::fs::write(&path, &buf)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                pages += 1;
+                Ok(())
+            };
+            for sub in cmd.get_subcommands() {
+                let name = format!("nemsms-diff-{}", sub.get_name());
+                write(
+                    name.clone(),
+                    sub.clone().display_name(name.clone()).bin_name(name),
+                )?;
+            }
+            write("nemsms-diff".into(), cmd.clone())?;
+            println!("wrote {pages} man pages to {}", dir.display());
+        }
+    }
+    Ok(exit::OK)
 }

@@ -8,7 +8,7 @@ use crate::nightly::report::RunKind;
 #[derive(Debug, Args)]
 pub struct CommonRunArgs {
     /// The configuration file.
-    #[arg(long)]
+    #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// Only these authorities (CVR; repeatable). Default: all configured.
     #[arg(long = "authority", value_parser = parse_cvr_arg)]

@@ -7,7 +7,7 @@ pub enum OutboxCommand {
     /// Every batch: date, authority, events, published or not.
     List {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// Print JSON lines instead of a table.
         #[arg(long)]
@@ -16,7 +16,7 @@ pub enum OutboxCommand {
     /// Print the envelopes of one batch.
     Show {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// The authority's CVR.
         #[arg(long, value_parser = parse_cvr_arg)]

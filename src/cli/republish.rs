@@ -4,7 +4,7 @@ use super::*;
 
 #[derive(Debug, Args)]
 pub struct RepublishArgs {
-    #[arg(long)]
+    #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// The batch's authority (CVR).
     #[arg(long, value_parser = parse_cvr_arg)]

@@ -4,7 +4,7 @@ use super::*;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(long)]
+    #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// One JSON object instead of a table.
     #[arg(long)]

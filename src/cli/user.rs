@@ -5,7 +5,7 @@ use super::*;
 #[derive(Debug, Args)]
 pub struct UserTarget {
     /// The configuration file ([register] and the authority's SysID).
-    #[arg(long)]
+    #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// The authority's CVR.
     #[arg(long, value_parser = parse_cvr_arg)]

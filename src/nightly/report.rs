@@ -9,6 +9,9 @@ use jiff::civil::Date;
 use crate::config::Authority;
 use crate::domain::keys::{self, KeyKind};
 
+/// `--quiet`: no progress bar.
+pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// `run` or `backfill`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
@@ -107,7 +110,7 @@ pub fn progress_bar(
     n_dates: usize,
 ) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
-    if !show || !io::stderr().is_terminal() {
+    if !show || !io::stderr().is_terminal() || QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         return None;
     }
     let bar = indicatif::ProgressBar::new((n_authorities * n_dates) as u64);

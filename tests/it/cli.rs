@@ -340,3 +340,70 @@ fn generate_is_deterministic_and_valid() {
     }
     assert_eq!(files, 6);
 }
+
+#[test]
+fn completions_man_pages_quiet_and_the_config_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(d, &["completions", "bash"]);
+    assert_code(&out, 0);
+    let script = stdout(&out);
+    assert!(
+        script.contains("nemsms-diff") && script.contains("republish"),
+        "{script}"
+    );
+    fs::write(d.join("c.bash"), &script).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", "c.bash"])
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "the bash completion script parses");
+    let out = run(d, &["man"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains(".TH nemsms-diff 1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(d, &["man", "--out", "man"]);
+    assert_code(&out, 0);
+    let run_page = fs::read_to_string(d.join("man/nemsms-diff-run.1")).unwrap();
+    assert!(run_page.contains("accept\\-mass\\-change"), "{run_page}");
+
+    // The config path from NEMSMS_DIFF_CONFIG; --quiet keeps info logs out
+    // (which a run without it writes).
+    let loud = crate::Setup::new(1, 2_000, 1, 0.0);
+    let out = loud.run(&["--date", "2026-01-01"]);
+    assert_code(&out, 0);
+    assert!(crate::stderr(&out).contains("INFO"), "{}", crate::stderr(&out));
+    let s = crate::Setup::new(1, 2_000, 1, 0.0);
+    let config = s.path().join("config.toml");
+    let config = config.to_str().unwrap();
+    let out = crate::run_env(
+        d,
+        &["run", "--date", "2026-01-01", "--quiet"],
+        &[("NEMSMS_DIFF_CONFIG", config)],
+    );
+    assert_code(&out, 0);
+    assert!(
+        !crate::stderr(&out).contains("INFO"),
+        "{}",
+        crate::stderr(&out)
+    );
+    let out = crate::run_env(d, &["status"], &[("NEMSMS_DIFF_CONFIG", config)]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("baseline 2026-01-01"),
+        "{}",
+        stdout(&out)
+    );
+    // Without either: a usage error that names both.
+    let out = run(d, &["status"]);
+    assert_code(&out, 2);
+    assert!(
+        crate::stderr(&out).contains("--config"),
+        "{}",
+        crate::stderr(&out)
+    );
+}
