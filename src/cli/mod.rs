@@ -4,6 +4,7 @@
 //! prints what the user asked for. Exit codes are in [`crate::exit`].
 
 mod alive;
+mod check;
 mod diff;
 #[cfg(feature = "sim")]
 mod generate;
@@ -89,6 +90,10 @@ pub enum Command {
     /// unpublished events, a change list still to delete. Exit 3 when an
     /// authority needs an operator.
     Status(status::StatusArgs),
+    /// Verify every state file (snapshots, pointers, batches, cursors,
+    /// change-list records; orphans), like `restic check`. Changes nothing;
+    /// exit 1 if anything is wrong.
+    Check(check::CheckArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) of nemsms-diff, or with --out DIR write
@@ -145,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::User(c) => user::user_command(c),
         Command::Sms(c) => sms::sms_command(c),
         Command::Status(a) => status::status_command(&a),
+        Command::Check(a) => check::check_command(&a),
         Command::Republish(a) => republish::republish_command(&a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

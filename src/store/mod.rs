@@ -2,6 +2,7 @@
 //! pointers and records, snapshots, outbox batches and their publish
 //! cursors), and the list files the job reads.
 
+pub mod check;
 pub mod lists;
 pub mod outbox;
 pub mod secret;

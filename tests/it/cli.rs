@@ -376,7 +376,11 @@ fn completions_man_pages_quiet_and_the_config_from_the_environment() {
     let loud = crate::Setup::new(1, 2_000, 1, 0.0);
     let out = loud.run(&["--date", "2026-01-01"]);
     assert_code(&out, 0);
-    assert!(crate::stderr(&out).contains("INFO"), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("INFO"),
+        "{}",
+        crate::stderr(&out)
+    );
     let s = crate::Setup::new(1, 2_000, 1, 0.0);
     let config = s.path().join("config.toml");
     let config = config.to_str().unwrap();

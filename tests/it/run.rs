@@ -510,3 +510,48 @@ fn user_status_answers_from_the_local_replica() {
         );
     }
 }
+
+#[test]
+fn check_lists_every_problem_and_changes_nothing() {
+    let s = Setup::new(2, 5_000, 2, 0.01);
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    assert_code(&s.run(&["--date", "2026-01-02"]), 0);
+    let check = || run(s.path(), &["check", "--config", "config.toml"]);
+    let out = check();
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("checked 4 snapshots, 2 pointers, 4 batches"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).ends_with(": 0 problems\n"), "{}", stdout(&out));
+
+    let (a, b) = (&s.authorities[0], &s.authorities[1]);
+    let st = s.path().join("state");
+    // A flipped bit in a snapshot, a cursor past its batch, a pointer to a
+    // date without a snapshot, a stray file, and a cursor without a batch.
+    let snap = st.join(format!("snapshots/{a}/2026-01-01.snap"));
+    let mut bytes = fs::read(&snap).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    fs::write(&snap, bytes).unwrap();
+    fs::write(st.join(format!("outbox/2026-01-02/{a}.cursor")), "999999\n").unwrap();
+    fs::write(st.join(format!("current/{b}")), "2026-01-05\n").unwrap();
+    fs::write(st.join("outbox/2026-01-02/notes.txt"), "x").unwrap();
+    fs::write(st.join("outbox/2026-01-01/12345674.cursor"), "0\n").unwrap();
+    let before = crate::state_files(&st);
+    let out = check();
+    assert_code(&out, 1);
+    let text = stdout(&out);
+    for want in [
+        format!("snapshots/{a}/2026-01-01.snap: corrupt payload"),
+        format!("{a}.cursor: cursor 999999 beyond the batch's"),
+        format!("current/{b}: points to 2026-01-05, whose snapshot does not exist"),
+        "notes.txt: unknown file in the outbox (orphan)".to_owned(),
+        "12345674.cursor: a cursor without its batch (orphan)".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want} in {text}");
+    }
+    assert!(text.ends_with(": 5 problems\n"), "{text}");
+    assert_eq!(crate::state_files(&st), before, "check changes nothing");
+}
