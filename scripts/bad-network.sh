@@ -64,11 +64,11 @@ serve emulator simulate beskedfordeler --subscribe "dueslag.net=$beskedtype" >/d
 link_flap() { # PROXY DELAY: takes the link down after DELAY s for DOWN_SECS s
     sleep "$2"; kill -USR2 "$(cat "$WORK/$1.pid")"; sleep "$DOWN_SECS"; kill -USR2 "$(cat "$WORK/$1.pid")"
 }
-runs() { # DATE: the run, rerun once if it failed cleanly (exit 3)
+runs() { # DATE: the run, rerun once if it failed cleanly (exit 3: some authorities, 6: all)
     local code=0
     "$BIN" run --config "$WORK/config.toml" --date "$1" --no-publish >"$WORK/run.out" 2>"$WORK/run.err" || code=$?
-    if [[ $code -eq 3 ]]; then
-        echo "  $1: exit 3 (failed cleanly: $(grep -c failed "$WORK/run.out") authorities); rerun"
+    if [[ $code -eq 3 || $code -eq 6 ]]; then
+        echo "  $1: exit $code (failed cleanly: $(grep -c failed "$WORK/run.out") authorities); rerun"
         code=0
         "$BIN" run --config "$WORK/config.toml" --date "$1" --no-publish >"$WORK/run.out" 2>"$WORK/run.err" || code=$?
     fi

@@ -12,6 +12,16 @@ pub const PARTIAL: u8 = 3;
 /// Publishing stopped before every batch was confirmed (rerun resumes).
 pub const PUBLISH_INCOMPLETE: u8 = 4;
 
+/// Another run holds the state lock (`--lock-wait` to wait longer).
+pub const LOCKED: u8 = 5;
+/// `run`/`backfill`: every authority failed (nothing was committed).
+pub const ALL_FAILED: u8 = 6;
+
+/// Another process holds the state lock (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LockHeld(pub String);
+
 /// An error in how the program was called or configured (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             if err.downcast_ref::<cli::UsageError>().is_some() {
                 ExitCode::from(exit::USAGE)
+            } else if err.downcast_ref::<exit::LockHeld>().is_some() {
+                ExitCode::from(exit::LOCKED)
             } else {
                 ExitCode::from(exit::FAILURE)
             }

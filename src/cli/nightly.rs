@@ -23,6 +23,10 @@ pub struct CommonRunArgs {
     /// Do not publish after committing, even if the config says so.
     #[arg(long)]
     pub no_publish: bool,
+    /// Wait this many seconds for another run's state lock before giving
+    /// up (exit 5).
+    #[arg(long, default_value_t = 10)]
+    pub lock_wait: u64,
     /// When publishing after the run: how long to ride out a Beskedfordeler
     /// outage without progress, e.g. 10m, 90s (default: [beskedfordeler]
     /// outage_deadline, itself 10m by default).
@@ -72,6 +76,7 @@ pub(super) fn run_command(
         progress: kind == RunKind::Backfill,
         kind,
         wait_for_service_window: a.wait_for_service_window,
+        lock_wait: std::time::Duration::from_secs(a.lock_wait),
     };
     let report = crate::nightly::run::execute(&cfg, &req)?;
     let mut out = BufWriter::new(io::stdout().lock());
@@ -101,10 +106,15 @@ pub(super) fn run_command(
     }
     writeln!(
         out,
-        "{} authority-days, {} tilmeldt, {} afmeldt, {} need an operator; report {}",
+        "{} authority-days, {} tilmeldt, {} afmeldt emitted{}, {} need an operator; report {}",
         report.outcomes.len(),
         report.signed_up,
         report.signed_off,
+        if report.held_back > 0 {
+            format!(", {} changes held back", report.held_back)
+        } else {
+            String::new()
+        },
         report.n_problems,
         report
             .report_path
@@ -113,8 +123,15 @@ pub(super) fn run_command(
     )?;
     out.flush()?;
     drop(out);
+    let all_failed = !report.outcomes.is_empty()
+        && report
+            .outcomes
+            .iter()
+            .all(|o| o.status == crate::nightly::report::Status::Failed);
     let run_code = if report.n_problems == 0 {
         exit::OK
+    } else if all_failed {
+        exit::ALL_FAILED
     } else {
         exit::PARTIAL
     };

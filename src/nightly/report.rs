@@ -81,8 +81,11 @@ pub struct Report {
     pub dates: Vec<String>,
     pub outcomes: Vec<Outcome>,
     pub n_problems: usize,
+    /// Sign-ups and sign-offs emitted (quarantined and failed ones left out).
     pub signed_up: u64,
     pub signed_off: u64,
+    /// Changes found but held back (quarantined): not emitted.
+    pub held_back: u64,
     pub report_path: Option<PathBuf>,
 }
 

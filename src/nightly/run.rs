@@ -52,6 +52,8 @@ pub struct Request {
     pub kind: RunKind,
     /// Inside the register's service window, wait for its end instead of failing.
     pub wait_for_service_window: bool,
+    /// How long to wait for another run's state lock.
+    pub lock_wait: std::time::Duration,
 }
 
 /// What every step of a run needs: the config, the state directory and
@@ -78,7 +80,7 @@ fn fatal<E: Into<anyhow::Error>>(what: String) -> impl FnOnce(E) -> Fatal {
 pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
     let started = now_rfc3339();
     let state = State::new(cfg.state_dir.clone());
-    let lock = state.lock()?;
+    let lock = state.lock_waiting(req.lock_wait)?;
     state.sweep()?;
     let id_key = crate::store::secret::id_key(&cfg.id_key_file)?;
 
@@ -167,8 +169,22 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         config: cfg.path.display().to_string(),
         dates: req.dates.iter().map(Date::to_string).collect(),
         n_problems: outcomes.iter().filter(|o| o.status.is_problem()).count(),
-        signed_up: outcomes.iter().map(|o| o.signed_up).sum(),
-        signed_off: outcomes.iter().map(|o| o.signed_off).sum(),
+        // Totals count what was emitted; a quarantine's changes are held back.
+        signed_up: outcomes
+            .iter()
+            .filter(|o| !o.status.is_problem())
+            .map(|o| o.signed_up)
+            .sum(),
+        signed_off: outcomes
+            .iter()
+            .filter(|o| !o.status.is_problem())
+            .map(|o| o.signed_off)
+            .sum(),
+        held_back: outcomes
+            .iter()
+            .filter(|o| o.status.is_problem())
+            .map(|o| o.signed_up + o.signed_off)
+            .sum(),
         outcomes,
         report_path: None,
     };

@@ -140,27 +140,46 @@ impl State {
     /// (finishing an fsync): its lock is waited for a little before this
     /// calls it a concurrent run. Held until the returned file is dropped.
     pub fn lock(&self) -> anyhow::Result<fs::File> {
+        self.lock_waiting(LOCK_WAIT)
+    }
+
+    /// Takes the state lock, waiting up to `wait` for another holder; the
+    /// holder's pid is written into the lock file, and a refusal
+    /// ([`crate::exit::LockHeld`], exit code 5) names it.
+    pub fn lock_waiting(&self, wait: std::time::Duration) -> anyhow::Result<fs::File> {
+        use std::io::Write;
         fsutil::create_dir_all(&self.root)
             .with_context(|| format!("cannot create state directory {}", self.root.display()))?;
         let lock_path = self.root.join("lock");
-        let lock = fsutil::open_private_append(&lock_path)
+        let mut lock = fsutil::open_private_append(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let deadline = std::time::Instant::now() + wait;
         while let Err(e) = lock.try_lock() {
             match e {
                 fs::TryLockError::WouldBlock if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                fs::TryLockError::WouldBlock => anyhow::bail!(
-                    "another run holds the lock {} (waited {} s)",
-                    lock_path.display(),
-                    LOCK_WAIT.as_secs()
-                ),
+                fs::TryLockError::WouldBlock => {
+                    let holder = fs::read_to_string(&lock_path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                        .map_or("another process".to_owned(), |pid| format!("pid {pid}"));
+                    return Err(crate::exit::LockHeld(format!(
+                        "another run ({holder}) holds the state lock {} (waited {} s; --lock-wait SECONDS waits longer)",
+                        lock_path.display(),
+                        wait.as_secs()
+                    ))
+                    .into());
+                }
                 fs::TryLockError::Error(e) => {
                     return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
                 }
             }
         }
+        // Ours now: say who holds it (append mode: truncate, then write).
+        let _ = lock
+            .set_len(0)
+            .and_then(|()| writeln!(lock, "{}", std::process::id()));
         Ok(lock)
     }
 

@@ -88,7 +88,7 @@ fn wrong_or_missing_client_certificate_is_refused_clearly() {
         "certs/other-client-key.pem",
     );
     let out = r.setup.run(&["--date", "2026-01-01"]);
-    assert_code(&out, 3);
+    assert_code(&out, 6); // every authority failed
     let table = stdout(&out);
     assert!(
         table.contains("failed") && table.contains("TLS handshake"),
@@ -101,7 +101,7 @@ fn wrong_or_missing_client_certificate_is_refused_clearly() {
 
     r.write_config("full", "certs/missing.pem", "certs/missing-key.pem");
     let out = r.setup.run(&["--date", "2026-01-01"]);
-    assert_code(&out, 3);
+    assert_code(&out, 6);
     assert!(
         stdout(&out).contains("cannot read client certificate"),
         "{}",
@@ -214,7 +214,7 @@ fn service_window_is_respected() {
         .env("NEMSMS_DIFF_NOW", "2026-11-29T00:00:00Z")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(6));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("service window") && table.contains("--wait-for-service-window"),
@@ -232,7 +232,7 @@ fn service_window_is_respected() {
         .env("TZ", "UTC")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stdout).contains("service window"));
     // Outside the window the same run goes through.
     let out = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
@@ -366,7 +366,7 @@ fn csv_lists_over_https() {
     }
     // A missing file is that authority's failure, named.
     let out = r.setup.run(&["--date", "2026-01-03"]);
-    assert_code(&out, 3);
+    assert_code(&out, 6); // both authorities failed
     assert!(
         stdout(&out).contains("/files/2026-01-03/") && stdout(&out).contains("HTTP 404"),
         "{}",
@@ -477,7 +477,7 @@ fn hostile_register_answers_are_refused() {
             .current_dir(r.path())
             .output()
             .unwrap();
-        assert_code(&out, 3);
+        assert_code(&out, 6);
         let table = stdout(&out);
         for a in &r.setup.authorities {
             let line = table.lines().find(|l| l.starts_with(a.as_str())).unwrap();

@@ -174,6 +174,13 @@ fn guard_quarantines_a_truncated_list_until_accepted() {
         table.contains(&format!("--accept-mass-change {a}")),
         "{table}"
     );
+    // The totals count what was emitted; the quarantine's changes apart.
+    let totals = table.lines().last().unwrap();
+    assert!(totals.contains("changes held back"), "{totals}");
+    assert!(
+        !totals.contains(" 0 tilmeldt, 0 afmeldt emitted, 0 changes"),
+        "{totals}"
+    );
     let state = s.path().join("state");
     assert!(
         !state.join(format!("outbox/2026-01-02/{a}.batch")).exists(),
@@ -554,4 +561,36 @@ fn check_lists_every_problem_and_changes_nothing() {
     }
     assert!(text.ends_with(": 5 problems\n"), "{text}");
     assert_eq!(crate::state_files(&st), before, "check changes nothing");
+}
+
+#[test]
+fn a_held_lock_names_its_holder_and_exits_5() {
+    let s = Setup::new(1, 2_000, 1, 0.0);
+    let st = s.path().join("state");
+    fs::create_dir_all(&st).unwrap();
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(st.join("lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    fs::write(st.join("lock"), "4242\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = s.run(&["--date", "2026-01-01", "--lock-wait", "1"]);
+    assert_code(&out, 5);
+    let e = stderr(&out);
+    assert!(
+        e.contains("another run (pid 4242) holds the state lock"),
+        "{e}"
+    );
+    assert!(e.contains("waited 1 s") && e.contains("--lock-wait"), "{e}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    drop(lock);
+    // Free again: the run goes through and the lock names the new holder.
+    assert_code(&s.run(&["--date", "2026-01-01"]), 0);
+    let holder = fs::read_to_string(st.join("lock")).unwrap();
+    assert!(
+        holder.trim().parse::<u32>().is_ok_and(|p| p != 4242),
+        "{holder}"
+    );
 }

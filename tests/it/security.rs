@@ -336,7 +336,7 @@ fn no_cpr_number_in_any_output_of_the_user_commands() {
 fn a_redirected_list_is_never_committed() {
     let (setup, _server) = register_setup(&["--hostile", "redirect-http"]);
     let out = setup.run(&["--date", "2026-01-01"]);
-    assert_code(&out, 3);
+    assert_code(&out, 6);
     for a in &setup.authorities {
         let line = stdout(&out)
             .lines()
