@@ -6,6 +6,7 @@ use super::*;
 pub enum AliveCommand {
     /// AliveBeskedSend: publish one AliveBesked (no business data).
     Send {
+        /// The configuration file (or NEMSMS_DIFF_CONFIG).
         #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// Seconds for the whole exchange (token, connection, send, StatusKode).
@@ -22,6 +23,7 @@ pub enum AliveCommand {
     Serve(Box<ServeArgs>),
     /// Send one AliveBesked and wait until it arrives; prints the round trip.
     Check {
+        /// The configuration file (or NEMSMS_DIFF_CONFIG).
         #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// pull: consume [alive] dueslag_queue; push: watch [alive] push_store.

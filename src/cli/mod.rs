@@ -36,7 +36,15 @@ pub use diff::{Format, load_keys, write_changes};
 /// Nightly NemSMS registration-list diff: snapshots, changes and
 /// Beskedfordeler events.
 #[derive(Debug, Parser)]
-#[command(name = "nemsms-diff", version, about, max_term_width = 100)]
+#[command(
+    name = "nemsms-diff",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 everything worked; 1 failed (bad input, corrupt file, I/O; `check`: a problem); \
+2 usage or configuration error; 3 partial (some authorities failed or were quarantined; `status`: an operator is needed); \
+4 publish incomplete (the next publish resumes); 5 another run holds the state lock; 6 every authority failed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -4,6 +4,7 @@ use super::*;
 
 #[derive(Debug, Args)]
 pub struct RepublishArgs {
+    /// The configuration file (or NEMSMS_DIFF_CONFIG).
     #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// The batch's authority (CVR).

@@ -85,6 +85,7 @@ pub enum SimulateCommand {
     /// (all in flight, no cursors) to [beskedfordeler] and wait for every
     /// StatusKode; prints messages, answers and the rate.
     Load {
+        /// The configuration file (or NEMSMS_DIFF_CONFIG).
         #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
         config: PathBuf,
         /// At most this many envelopes.

@@ -4,6 +4,7 @@ use super::*;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// The configuration file (or NEMSMS_DIFF_CONFIG).
     #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
     pub config: PathBuf,
     /// One JSON object instead of a table.
