@@ -8,7 +8,7 @@
 # Absolute paths, so the config can live anywhere.
 set -euo pipefail
 lists=$(cd "$1" && pwd)
-state=$2
+state=$(realpath -m "$2") # absolute, as the header says
 first_day=$(ls "$lists" | head -1)
 if [[ -n "${REGISTER_URL:-}" ]]; then
     certs=$(cd "${CERTS:?CERTS=DIR is needed with REGISTER_URL}" && pwd)
