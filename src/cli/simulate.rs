@@ -222,12 +222,11 @@ pub(super) fn simulate_command(cmd: SimulateCommand) -> anyhow::Result<u8> {
             let a = *a;
             let amqp = amqp_from_env(&a.amqp_env)?;
             let token_key = match &a.sts_signing_key {
+                // The STS simulator's key: read, never made here.
                 Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
                     anyhow::ensure!(
-                        !text.trim().is_empty(),
-                        "{}: empty signing key",
+                        path.exists(),
+                        "{}: no signing key (start `simulate sts --signing-key` first)",
                         path.display()
                     );
                     Some(crate::store::secret::id_key(path)?.0)

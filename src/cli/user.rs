@@ -174,14 +174,9 @@ pub(super) fn user_command(c: UserCommand) -> anyhow::Result<u8> {
         ),
         UserCommand::Status {
             target,
-            local: true,
+            local,
             json,
-        } => status_command(&target, json),
-        UserCommand::Status {
-            target,
-            local: false,
-            json,
-        } => register_status_command(&target, json),
+        } => status_command(&target, local, json),
         UserCommand::Enroll { target, stamdata } => {
             put(&target, Call::Update, stamdata_body(&stamdata)?)?;
             put(
@@ -208,50 +203,87 @@ pub(super) fn configured_authority<'a>(
     })
 }
 
-/// `user status`: the answer from the authority's current snapshot.
-fn status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
+/// `user status`: asked of the Register, or with `local` answered from the
+/// authority's current snapshot; one sentence or one JSON object, never
+/// the number.
+fn status_command(t: &UserTarget, local: bool, json: bool) -> anyhow::Result<u8> {
     let cfg = load_config(&t.config)?;
     let authority = configured_authority(&cfg, t)?;
     let (kind, value) = t.nummer.resolve()?;
+    let cvr = keys::format(KeyKind::Cvr, authority.cvr);
+    let (signed_up, mut answer, how) = if local {
+        local_answer(&cfg, authority, kind, value)?
+    } else {
+        register_answer(&cfg, &t.config, authority, kind, value)?
+    };
+    if json {
+        answer["authority"] = cvr.into();
+        answer["type"] = kind.as_str().into();
+        answer["signed_up"] = signed_up.into();
+        println!("{answer}");
+    } else {
+        let (da, en) = if signed_up {
+            ("tilmeldt", "signed up")
+        } else {
+            ("ikke tilmeldt", "not signed up")
+        };
+        println!("{da}: {en} at authority {cvr} {how}");
+    }
+    Ok(exit::OK)
+}
+
+/// EP_SP1 from the current snapshot: the answer, its JSON fields and how
+/// it was found.
+fn local_answer(
+    cfg: &crate::config::Config,
+    authority: &crate::config::Authority,
+    kind: KeyKind,
+    value: u32,
+) -> anyhow::Result<(bool, serde_json::Value, String)> {
     let started = std::time::Instant::now();
     let state = crate::store::state::State::new(cfg.state_dir.clone());
-    let cvr = keys::format(KeyKind::Cvr, authority.cvr);
     let Some(date) = state.read_current(authority.cvr)? else {
-        bail!("authority {cvr} has no current snapshot yet: run the nightly job first");
+        bail!(
+            "authority {} has no current snapshot yet: run the nightly job first",
+            keys::format(KeyKind::Cvr, authority.cvr)
+        );
     };
     // Looked up in the snapshot without decoding it (checksums verified).
     let (signed_up, meta) =
         crate::store::snapshot::read_contains(&state.snapshot(authority.cvr, date), kind, value)?;
-    let micros = started.elapsed().as_micros();
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "authority": cvr,
-                "type": kind.as_str(),
-                "signed_up": signed_up,
-                "source": "local",
-                "as_of": date.to_string(),
-                "taken_at": crate::domain::dates::rfc3339(meta.taken_at),
-                "micros": micros as u64,
-            })
-        );
-    } else {
-        println!(
-            "{}: {} at authority {cvr} as of list date {date} ({micros} µs, from the local replica)",
-            if signed_up {
-                "tilmeldt"
-            } else {
-                "ikke tilmeldt"
-            },
-            if signed_up {
-                "signed up"
-            } else {
-                "not signed up"
-            },
-        );
-    }
-    Ok(exit::OK)
+    let micros = started.elapsed().as_micros() as u64;
+    let fields = serde_json::json!({
+        "source": "local",
+        "as_of": date.to_string(),
+        "taken_at": crate::domain::dates::rfc3339(meta.taken_at),
+        "micros": micros,
+    });
+    Ok((
+        signed_up,
+        fields,
+        format!("as of list date {date} ({micros} µs, from the local replica)"),
+    ))
+}
+
+/// EP_SP1 asked of the Register: the answer, its JSON fields and how it
+/// was found.
+fn register_answer(
+    cfg: &crate::config::Config,
+    config_path: &Path,
+    authority: &crate::config::Authority,
+    kind: KeyKind,
+    value: u32,
+) -> anyhow::Result<(bool, serde_json::Value, String)> {
+    let (client, _) = register_client(cfg, config_path, authority)?;
+    let started = std::time::Instant::now();
+    let signed_up = ask_register(&client, &authority.register_sysid, kind, value)?;
+    let millis = started.elapsed().as_millis() as u64;
+    let fields = serde_json::json!({"source": "register", "millis": millis});
+    Ok((
+        signed_up,
+        fields,
+        format!("({millis} ms, asked of the Register)"),
+    ))
 }
 
 /// The Register client for an authority (its own certificate, if it has
@@ -291,45 +323,6 @@ pub(super) fn ask_register(
         .map_err(|e| anyhow::anyhow!("Spoerg tilmelding: {e}"))?;
     crate::register::wire::parse_myndighedstilmelding(&body)
         .map_err(|e| anyhow::anyhow!("Spoerg tilmelding: the Register's answer: {e}"))
-}
-
-/// `user status` asked of the Register.
-fn register_status_command(t: &UserTarget, json: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(&t.config)?;
-    let authority = configured_authority(&cfg, t)?;
-    let (kind, value) = t.nummer.resolve()?;
-    let (client, _) = register_client(&cfg, &t.config, authority)?;
-    let started = std::time::Instant::now();
-    let signed_up = ask_register(&client, &authority.register_sysid, kind, value)?;
-    let millis = started.elapsed().as_millis() as u64;
-    let cvr = keys::format(KeyKind::Cvr, authority.cvr);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "authority": cvr,
-                "type": kind.as_str(),
-                "signed_up": signed_up,
-                "source": "register",
-                "millis": millis,
-            })
-        );
-    } else {
-        println!(
-            "{}: {} at authority {cvr} ({millis} ms, asked of the Register)",
-            if signed_up {
-                "tilmeldt"
-            } else {
-                "ikke tilmeldt"
-            },
-            if signed_up {
-                "signed up"
-            } else {
-                "not signed up"
-            },
-        );
-    }
-    Ok(exit::OK)
 }
 
 /// One SF2250 pass-through `PUT` of `body`; the number is validated first

@@ -185,12 +185,7 @@ pub fn decode(kind: KeyKind, data: &[u8], n: usize) -> Result<Vec<u32>, CorruptP
         let k = reader.get(5) as u32;
         let in_block = BLOCK.min(n - out.len());
         for _ in 0..in_block {
-            let q = reader.ones(ESCAPE);
-            let gap = if q < ESCAPE {
-                (u64::from(q) << k) | reader.get(k)
-            } else {
-                reader.get(32)
-            };
+            let gap = reader.gap(k);
             let value = prev + 1 + gap as i64;
             if value > i64::from(u32::MAX) {
                 return Err(CorruptPayload("key out of range"));
@@ -249,12 +244,7 @@ pub fn contains_indexed(
         let k = reader.get(5) as u32;
         let in_block = BLOCK.min(n - seen);
         for _ in 0..in_block {
-            let q = reader.ones(ESCAPE);
-            let gap = if q < ESCAPE {
-                (u64::from(q) << k) | reader.get(k)
-            } else {
-                reader.get(32)
-            };
+            let gap = reader.gap(k);
             prev += 1 + gap as i64;
             if prev >= want {
                 if reader.overrun() {
@@ -366,6 +356,17 @@ impl<'a> BitReader<'a> {
         self.n -= bits;
         self.consumed += u64::from(bits);
         v
+    }
+
+    /// Reads one Rice-coded gap with parameter `k` (or an escaped 32-bit one).
+    #[inline]
+    fn gap(&mut self, k: u32) -> u64 {
+        let q = self.ones(ESCAPE);
+        if q < ESCAPE {
+            (u64::from(q) << k) | self.get(k)
+        } else {
+            self.get(32)
+        }
     }
 
     /// Reads a run of one bits ended by a zero, up to `cap` ones (no zero follows a capped run).

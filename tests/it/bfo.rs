@@ -41,21 +41,8 @@ fn subscriptions_filter_on_a_value_list_of_objekt_ids() {
     let flow = Flow::new(1, 20_000, 0.01, "");
     // Subscribe to two of the CPR numbers the events are about.
     let a = &flow.setup.authorities[0];
-    let show = stdout(&run(
-        flow.path(),
-        &[
-            "outbox",
-            "show",
-            "--config",
-            "config.toml",
-            "--authority",
-            a,
-            "--date",
-            "2026-01-02",
-        ],
-    ));
-    let wanted: Vec<String> = show
-        .lines()
+    let wanted: Vec<String> = batch_envelopes(flow.path(), a, "2026-01-02")
+        .iter()
         .filter_map(|env| {
             let at =
                 env.find("<sd:URNIdentifikator>urn:oio:cpr-nr:")? + "<sd:URNIdentifikator>".len();
@@ -445,26 +432,9 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
     assert_code(&flow.publish(), 0);
     let first = flow.delivered();
     let a = flow.setup.authorities[0].clone();
-    let show = stdout(&run(
-        flow.path(),
-        &[
-            "outbox",
-            "show",
-            "--config",
-            "config.toml",
-            "--authority",
-            &a,
-            "--date",
-            "2026-01-02",
-        ],
-    ));
-    const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
-    let ids: Vec<String> = show
-        .lines()
-        .map(|env| {
-            let at = env.find(MARK).unwrap() + MARK.len();
-            env[at..at + 36].to_owned()
-        })
+    let ids: Vec<String> = batch_envelopes(flow.path(), &a, "2026-01-02")
+        .iter()
+        .map(|env| besked_id(env))
         .collect();
     assert!(ids.len() > 10);
     assert!(ids.iter().all(|i| first.contains(i)));

@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use crate::support::*;
-use crate::{Server, assert_code, run, stdout};
+use crate::{Server, assert_code, run};
 
 const AFSEND: &str = "http://beskedfordeler.test/service/afsend/1";
 const AFHENT: &str = "http://beskedfordeler.test/service/afhent/1";
@@ -210,23 +210,8 @@ async fn publish(
 
 /// One envelope of `authority`'s batch and its BeskedId.
 fn envelope(flow: &Flow, authority: &str) -> (String, String) {
-    let show = stdout(&run(
-        flow.path(),
-        &[
-            "outbox",
-            "show",
-            "--config",
-            "config.toml",
-            "--authority",
-            authority,
-            "--date",
-            "2026-01-02",
-        ],
-    ));
-    let env = show.lines().next().unwrap().to_owned();
-    const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
-    let at = env.find(MARK).unwrap() + MARK.len();
-    let id = env[at..at + 36].to_owned();
+    let env = batch_envelopes(flow.path(), authority, "2026-01-02").remove(0);
+    let id = besked_id(&env);
     (env, id)
 }
 
@@ -359,19 +344,7 @@ fn the_sts_checks_the_certificate_the_cvr_and_the_service() {
     let flow = Flow::new(1, 1_000, 0.0, "");
     let k = kombit(&flow, &[], &["--cvr", "29189846"]);
     let d = flow.path();
-    let pem = [
-        fs::read(d.join("certs/client.pem")).unwrap(),
-        fs::read(d.join("certs/client-key.pem")).unwrap(),
-    ]
-    .concat();
-    let client = reqwest::blocking::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(
-            &fs::read(d.join("certs/ca.pem")).unwrap(),
-        )
-        .unwrap()])
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let client = mtls_client(d);
     let der = nemsms_diff::tls::load_certs(&d.join("certs/client.pem")).unwrap();
     use base64::Engine as _;
     let use_key = base64::engine::general_purpose::STANDARD.encode(&der[0]);

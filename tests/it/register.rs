@@ -615,22 +615,9 @@ fn sms_send_and_spoerg_tilmelding_under_nemsms_rules() {
     let setup = Setup::new(1, 1_000, 1, 0.01);
     let d = setup.path().to_owned();
     assert_code(&run(&d, &["simulate", "certs", "--out", "certs"]), 0);
-    let server = Server::start_env(
+    let server = simulator_env(
         &d,
-        &[
-            "simulate",
-            "register",
-            "--data",
-            "lists",
-            "--cert",
-            "certs/server.pem",
-            "--key",
-            "certs/server-key.pem",
-            "--client-ca",
-            "certs/ca.pem",
-            "--record",
-            "record.jsonl",
-        ],
+        &["--record", "record.jsonl"],
         &[("NEMSMS_DIFF_NOW", MORNING)],
     );
     let r = Register { setup, server };
@@ -783,19 +770,7 @@ fn sms_send_and_spoerg_tilmelding_under_nemsms_rules() {
     assert_code(&out, 1);
 
     // The simulator enforces the same rules on what reaches it.
-    let pem = [
-        fs::read(r.path().join("certs/client.pem")).unwrap(),
-        fs::read(r.path().join("certs/client-key.pem")).unwrap(),
-    ]
-    .concat();
-    let client = reqwest::blocking::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(
-            &fs::read(r.path().join("certs/ca.pem")).unwrap(),
-        )
-        .unwrap()])
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let client = mtls_client(r.path());
     assert_code(&cmd(&["user", "signup", "--cpr", &on], MORNING), 0);
     let mut sms = nemsms_diff::register::wire::Sms {
         id: "x1".into(),

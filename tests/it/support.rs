@@ -318,24 +318,11 @@ impl Flow {
                 v["authority"].as_str().unwrap(),
                 v["date"].as_str().unwrap(),
             );
-            let show = run(
-                self.path(),
-                &[
-                    "outbox",
-                    "show",
-                    "--config",
-                    "config.toml",
-                    "--authority",
-                    a,
-                    "--date",
-                    d,
-                ],
+            ids.extend(
+                batch_envelopes(self.path(), a, d)
+                    .iter()
+                    .map(|e| besked_id(e)),
             );
-            for env in stdout(&show).lines() {
-                const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
-                let at = env.find(MARK).unwrap() + MARK.len();
-                ids.insert(env[at..at + 36].to_owned());
-            }
         }
         ids
     }
@@ -414,6 +401,11 @@ pub fn export(exports: &str, name: &str) -> String {
 /// The register simulator over `dir/lists`, with the certificates of
 /// `dir/certs` (client certificates required), and `extra` arguments.
 pub fn simulator(dir: &Path, extra: &[&str]) -> Server {
+    simulator_env(dir, extra, &[])
+}
+
+/// [`simulator`] with extra environment variables (e.g. its clock).
+pub fn simulator_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut args = vec![
         "simulate",
         "register",
@@ -427,11 +419,11 @@ pub fn simulator(dir: &Path, extra: &[&str]) -> Server {
         "certs/ca.pem",
     ];
     args.extend_from_slice(extra);
-    Server::start(dir, &args)
+    Server::start_env(dir, &args, env)
 }
 
-/// The events of every batch of `date` as `haendelse;type;nummer` rows.
-pub fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
+/// The envelopes of one batch (`outbox show`), one per line.
+pub fn batch_envelopes(dir: &Path, authority: &str, date: &str) -> Vec<String> {
     let out = run(
         dir,
         &[
@@ -446,8 +438,38 @@ pub fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
         ],
     );
     assert_code(&out, 0);
-    stdout(&out)
-        .lines()
+    stdout(&out).lines().map(str::to_owned).collect()
+}
+
+/// The `BeskedId` of one of our envelopes.
+pub fn besked_id(envelope: &str) -> String {
+    const MARK: &str = "<b:BeskedId><sd:UUIDIdentifikator>";
+    let at = envelope.find(MARK).unwrap() + MARK.len();
+    envelope[at..at + 36].to_owned()
+}
+
+/// A client of the lab's HTTPS servers: trusts `dir/certs/ca.pem` and
+/// shows `dir/certs/client.pem`.
+pub fn mtls_client(dir: &Path) -> reqwest::blocking::Client {
+    let pem = [
+        fs::read(dir.join("certs/client.pem")).unwrap(),
+        fs::read(dir.join("certs/client-key.pem")).unwrap(),
+    ]
+    .concat();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &fs::read(dir.join("certs/ca.pem")).unwrap(),
+        )
+        .unwrap()])
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The events of every batch of `date` as `haendelse;type;nummer` rows.
+pub fn batch_rows(dir: &Path, authority: &str, date: &str) -> Vec<String> {
+    batch_envelopes(dir, authority, date)
+        .iter()
         .map(|env| {
             let field = |tag: &str| {
                 let open = format!("<h:{tag}>");
