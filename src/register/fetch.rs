@@ -515,11 +515,22 @@ impl Client {
 
     /// `PUT` of an XML body (the SF2250 pass-through calls).
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<u16, FetchError> {
+        self.with_body(reqwest::Method::PUT, path, body)
+    }
+
+    /// An XML body sent with `method`, retried; the answer's status.
+    fn with_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, FetchError> {
         let url = self.url(path);
-        self.retrying("put", self.deadline(), || {
+        let what = method.as_str().to_lowercase();
+        self.retrying(&what, self.deadline(), || {
             self.send(|| {
                 self.http
-                    .put(&url)
+                    .request(method.clone(), &url)
                     .header("Content-Type", "application/xml; charset=utf-8")
                     .body(body.clone())
             })
@@ -542,16 +553,7 @@ impl Client {
     /// idempotent for the receiver (an SMS carries its `MeddelelseId`, the
     /// same on every attempt).
     pub fn post(&self, path: &str, body: Vec<u8>) -> Result<u16, FetchError> {
-        let url = self.url(path);
-        self.retrying("post", self.deadline(), || {
-            self.send(|| {
-                self.http
-                    .post(&url)
-                    .header("Content-Type", "application/xml; charset=utf-8")
-                    .body(body.clone())
-            })
-            .map(|r| r.status().as_u16())
-        })
+        self.with_body(reqwest::Method::POST, path, body)
     }
 
     /// Downloads a file (a CSV list over HTTPS) to `dest`, streaming.
