@@ -50,8 +50,36 @@ struct RawConfig {
     register: Option<RawRegister>,
     beskedfordeler: Option<RawBeskedfordeler>,
     alive: Option<AliveConfig>,
+    #[serde(default)]
+    retention: Retention,
     #[serde(rename = "authority", default)]
     authorities: Vec<RawAuthority>,
+}
+
+/// `[retention]`: what `prune` keeps (`prune --keep-days` overrides).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Published batches, reports and old snapshots older than this many
+    /// days go; without it (and without `--keep-days`) `prune` refuses.
+    pub keep_days: Option<u32>,
+    /// Snapshots dated within this many days before an authority's
+    /// current one stay, for diffs and re-runs by hand (default 7).
+    #[serde(default = "default_backfill_window")]
+    pub backfill_window_days: u32,
+}
+
+fn default_backfill_window() -> u32 {
+    7
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            keep_days: None,
+            backfill_window_days: default_backfill_window(),
+        }
+    }
 }
 
 fn default_first_run() -> FirstRun {
@@ -314,6 +342,8 @@ pub struct Config {
     pub envelope: EnvelopeConfig,
     /// Guard thresholds.
     pub guard: GuardConfig,
+    /// What `prune` keeps.
+    pub retention: Retention,
     /// The authorities, in file order.
     pub authorities: Vec<Authority>,
 }
@@ -483,6 +513,7 @@ impl Config {
                 registrerings_aktoer: e.registrerings_aktoer.unwrap_or(e.beskedansvarlig_aktoer),
             },
             guard,
+            retention: raw.retention,
             authorities,
         })
     }

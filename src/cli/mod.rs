@@ -10,6 +10,7 @@ mod diff;
 mod generate;
 mod nightly;
 mod outbox;
+mod prune;
 mod publish;
 mod republish;
 #[cfg(feature = "sim")]
@@ -102,6 +103,10 @@ pub enum Command {
     /// change-list records; orphans), like `restic check`. Changes nothing;
     /// exit 1 if anything is wrong.
     Check(check::CheckArgs),
+    /// Retention: remove published batches, reports and snapshots no
+    /// longer needed, older than --keep-days (never the current snapshot,
+    /// an unpublished batch or what one needs); prints each file.
+    Prune(prune::PruneArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) of nemsms-diff, or with --out DIR write
@@ -159,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sms(c) => sms::sms_command(c),
         Command::Status(a) => status::status_command(&a),
         Command::Check(a) => check::check_command(&a),
+        Command::Prune(a) => prune::prune_command(&a),
         Command::Republish(a) => republish::republish_command(&a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -62,6 +62,8 @@ pub(super) fn outbox_list(config: &Path, json: bool) -> anyhow::Result<u8> {
         if json {
             let mut v = serde_json::to_value(h)?;
             v["published_events"] = cursor.into();
+            // A u64 above 2^53 loses digits as a JSON number: hex text.
+            v["payload_sum"] = format!("{:016x}", h.payload_sum).into();
             v["authority"] = keys::format(KeyKind::Cvr, h.authority).into();
             writeln!(out, "{v}")?;
         } else {

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod lists;
 pub mod outbox;
+pub mod prune;
 pub mod secret;
 pub mod snapshot;
 pub mod state;
