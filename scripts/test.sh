@@ -19,6 +19,18 @@ if [[ ! -x /usr/bin/time ]]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 fi
 
+# Python parsers the tests use: prometheus_client (the metrics files) and
+# kubernetes-validate (the Kubernetes manifests, offline, bundled schemas).
+if ! python3 -c "import prometheus_client, kubernetes_validate" 2>/dev/null; then
+    echo "== installing prometheus-client and kubernetes-validate (pip)"
+    python3 -m pip install -q prometheus-client kubernetes-validate 2>&1 | grep -v "^WARNING: Running pip as" || true
+    python3 -c "import prometheus_client, kubernetes_validate"
+fi
+if ! command -v systemd-analyze >/dev/null; then
+    echo "== installing systemd (systemd-analyze verify)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+fi
+
 # A private RabbitMQ node for the Beskedfordeler tests (installed from
 # Debian's packages when missing), stopped again on exit.
 RABBIT_DIR=$(mktemp -d)

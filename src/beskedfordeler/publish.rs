@@ -65,6 +65,16 @@ pub enum BatchStatus {
     Incomplete,
 }
 
+impl BatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Published => "published",
+            BatchStatus::Rejected => "rejected",
+            BatchStatus::Incomplete => "incomplete",
+        }
+    }
+}
+
 /// A connection with its reply consumer.
 pub struct Link {
     _connection: Connection,
@@ -698,10 +708,23 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 }
 
 /// Writes every envelope of every batch as a file under `dir`
-/// (`<date>/<cvr>/<n>-<BeskedId>.xml`); cursors are left alone.
-pub fn publish_to_dir(state: &Path, dir: &Path) -> anyhow::Result<u64> {
+/// (`<date>/<cvr>/<n>-<BeskedId>.xml`, mode 0600: they hold CPR
+/// numbers), only the batches of `authority` and `date` when given;
+/// cursors are left alone.
+pub fn publish_to_dir(
+    state: &Path,
+    dir: &Path,
+    authority: Option<u32>,
+    date: Option<jiff::civil::Date>,
+) -> anyhow::Result<u64> {
     let mut n = 0;
     for path in outbox::list(state)? {
+        let header = outbox::read_header(&path)?;
+        if authority.is_some_and(|a| a != header.authority)
+            || date.is_some_and(|d| d != header.date)
+        {
+            continue;
+        }
         let (header, envelopes) = outbox::open(&path)?;
         let out = dir
             .join(header.date.to_string())

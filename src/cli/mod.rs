@@ -123,18 +123,7 @@ pub enum Command {
     /// An outage (broker unreachable, or up but answering nothing) is ridden
     /// out with capped, jittered backoff until the outage deadline passes
     /// without a confirmed event; then exit 4, and the next publish resumes.
-    Publish {
-        /// The configuration file ([beskedfordeler]).
-        #[arg(long, env = "NEMSMS_DIFF_CONFIG")]
-        config: PathBuf,
-        /// How long to ride out an outage without progress, e.g. 10m, 90s
-        /// (default: [beskedfordeler] outage_deadline, itself 10m by default).
-        #[arg(long, value_parser = crate::config::parse_duration)]
-        outage_deadline: Option<std::time::Duration>,
-        /// `dir:PATH`: write the envelopes as files instead (cursors untouched).
-        #[arg(long)]
-        to: Option<String>,
-    },
+    Publish(publish::PublishArgs),
     /// AliveBesked: prove the message flow through Beskedfordeler is alive.
     #[command(subcommand)]
     Alive(alive::AliveCommand),
@@ -176,11 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Man { out } => man_command(out.as_deref()),
-        Command::Publish {
-            config,
-            to,
-            outage_deadline,
-        } => publish::publish_command(&config, to.as_deref(), outage_deadline),
+        Command::Publish(a) => publish::publish_command(&a),
         Command::Alive(alive::AliveCommand::Serve(a)) => alive::serve_command(&a),
         Command::Alive(alive::AliveCommand::Send { config, timeout }) => {
             alive::send_command(&config, timeout)

@@ -3,7 +3,8 @@
 use super::alive::{alive_check, via_name};
 use super::publish::{publish_and_report, set_outage_deadline};
 use super::*;
-use crate::nightly::report::RunKind;
+use crate::nightly::metrics::Metrics;
+use crate::nightly::report::{RunKind, Status};
 
 #[derive(Debug, Args)]
 pub struct CommonRunArgs {
@@ -20,6 +21,12 @@ pub struct CommonRunArgs {
     /// wait for it to end instead of failing.
     #[arg(long)]
     pub wait_for_service_window: bool,
+    /// Diff across missed days: when the current snapshot is older than
+    /// the day before, diff against it anyway (its changes get this
+    /// date). Without it such an authority fails and names the backfill
+    /// that fills the gap.
+    #[arg(long)]
+    pub allow_gap: bool,
     /// Do not publish after committing, even if the config says so.
     #[arg(long)]
     pub no_publish: bool,
@@ -32,6 +39,10 @@ pub struct CommonRunArgs {
     /// outage_deadline, itself 10m by default).
     #[arg(long, value_parser = crate::config::parse_duration)]
     pub outage_deadline: Option<std::time::Duration>,
+    /// Write Prometheus metrics (text format, atomically) to this file,
+    /// e.g. for node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -77,8 +88,33 @@ pub(super) fn run_command(
         kind,
         wait_for_service_window: a.wait_for_service_window,
         lock_wait: std::time::Duration::from_secs(a.lock_wait),
+        allow_gap: a.allow_gap,
     };
+    let clock = std::time::Instant::now();
     let report = crate::nightly::run::execute(&cfg, &req)?;
+    let duration = clock.elapsed().as_secs_f64();
+    let mut metrics = a.metrics_file.as_ref().map(|_| {
+        let mut m = Metrics::new(kind.as_str());
+        m.add_run(
+            &report,
+            &crate::store::state::State::new(cfg.state_dir.clone()),
+            duration,
+        );
+        m
+    });
+    tracing::info!(
+        run_id = crate::nightly::report::run_id(),
+        version = crate::nightly::report::VERSION,
+        kind = kind.as_str(),
+        n_authority_days = report.outcomes.len(),
+        n_signed_up = report.signed_up,
+        n_signed_off = report.signed_off,
+        n_held_back = report.held_back,
+        n_problems = report.n_problems,
+        duration_secs = duration,
+        report = %report.report_path.as_deref().map_or("-".into(), |p| p.display().to_string()),
+        "summary"
+    );
     let mut out = BufWriter::new(io::stdout().lock());
     writeln!(
         out,
@@ -100,7 +136,7 @@ pub(super) fn run_command(
             serde_json::to_value(o.status)?.as_str().unwrap_or("?")
         )?;
         match &o.message {
-            Some(m) if o.status.is_problem() => writeln!(out, ": {m}")?,
+            Some(m) if o.status.is_problem() || o.status == Status::Gap => writeln!(out, ": {m}")?,
             _ => writeln!(out)?,
         }
     }
@@ -135,11 +171,18 @@ pub(super) fn run_command(
     } else {
         exit::PARTIAL
     };
+    let write_metrics = |m: Option<Metrics>| -> anyhow::Result<()> {
+        match (m, &a.metrics_file) {
+            (Some(m), Some(path)) => m.write(path),
+            _ => Ok(()),
+        }
+    };
     let Some(bfo) = cfg
         .beskedfordeler
         .as_ref()
         .filter(|b| b.publish_after_run && !a.no_publish)
     else {
+        write_metrics(metrics)?;
         return Ok(run_code);
     };
     if bfo.alive_check_before_publish {
@@ -155,11 +198,13 @@ pub(super) fn run_command(
             }
             Err(e) => {
                 eprintln!("error: AliveBesked check failed, nothing published: {e:#}");
+                write_metrics(metrics)?;
                 return Ok(exit::PUBLISH_INCOMPLETE);
             }
         }
     }
-    let publish_code = publish_and_report(&cfg)?;
+    let publish_code = publish_and_report(&cfg, metrics.as_mut())?;
+    write_metrics(metrics)?;
     Ok(run_code.max(publish_code))
 }
 

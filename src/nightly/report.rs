@@ -44,9 +44,36 @@ pub enum Status {
     Quarantined,
     /// The list could not be read or was invalid; nothing emitted.
     Failed,
+    /// Asked for a date before the current snapshot that has no batch and
+    /// no snapshot: never committed (a later diff spanned it), or pruned.
+    Gap,
 }
 
 impl Status {
+    /// The name reports, logs and metrics use (`committed`, `baseline`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Committed => "committed",
+            Status::Baseline => "baseline",
+            Status::Skipped => "skipped",
+            Status::Recovered => "recovered",
+            Status::Quarantined => "quarantined",
+            Status::Failed => "failed",
+            Status::Gap => "gap",
+        }
+    }
+
+    /// Every status, in the order above.
+    pub const ALL: [Status; 7] = [
+        Status::Committed,
+        Status::Baseline,
+        Status::Skipped,
+        Status::Recovered,
+        Status::Quarantined,
+        Status::Failed,
+        Status::Gap,
+    ];
+
     /// True for the outcomes that need an operator.
     pub fn is_problem(self) -> bool {
         matches!(self, Status::Quarantined | Status::Failed)
@@ -68,13 +95,33 @@ pub struct Outcome {
     /// Change-list entries that changed nothing (sign-up of a present key, …).
     pub anomalies: u64,
     pub batch_bytes: Option<u64>,
+    /// The date of the snapshot this date's diff was taken against (none
+    /// for a baseline; on a gap, not the day before).
+    pub base_date: Option<String>,
+    /// Wall time spent on this (authority, date), milliseconds.
+    pub duration_ms: u64,
     pub message: Option<String>,
 }
+
+/// The version of every report's shape (README, "Reports").
+pub const SCHEMA: u32 = 1;
+
+/// This invocation's id: in every report and in the final summary event.
+pub fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The program's version, as reports and metrics give it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The whole run's report (also written as JSON into the state directory).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    pub schema: u32,
     pub kind: String,
+    pub run_id: String,
+    pub version: String,
     pub started_at: String,
     pub finished_at: String,
     pub config: String,
@@ -103,6 +150,8 @@ pub fn outcome(a: &Authority, date: Date, status: Status) -> Outcome {
         duplicates: 0,
         anomalies: 0,
         batch_bytes: None,
+        base_date: None,
+        duration_ms: 0,
         message: None,
     }
 }
@@ -132,14 +181,15 @@ pub fn log_outcome(o: &Outcome) {
         Status::Failed | Status::Quarantined => tracing::warn!(
             authority_cvr = %o.authority,
             date = %o.date,
-            status = ?o.status,
+            status = o.status.as_str(),
             reason = o.message.as_deref().unwrap_or(""),
             "authority not committed"
         ),
         _ => tracing::info!(
             authority_cvr = %o.authority,
             date = %o.date,
-            status = ?o.status,
+            status = o.status.as_str(),
+            base_date = o.base_date.as_deref().unwrap_or(""),
             n_keys = o.keys,
             n_signed_up = o.signed_up,
             n_signed_off = o.signed_off,
@@ -148,18 +198,88 @@ pub fn log_outcome(o: &Outcome) {
     }
 }
 
+/// A report's file: `<kind>-[<what>-]<UTC stamp>-<pid>.json`, the one
+/// naming scheme of every report (`run-2026-01-02-20260102T020000Z-77.json`,
+/// `publish-20260102T020500Z-78.json`).
+pub fn report_file(dir: &std::path::Path, kind: &str, what: Option<&str>) -> PathBuf {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let what = what.map_or(String::new(), |w| format!("{w}-"));
+    dir.join(format!("{kind}-{what}{stamp}-{}.json", std::process::id()))
+}
+
 pub fn report_path(dir: &std::path::Path, kind: RunKind, dates: &[Date]) -> PathBuf {
     let dates = match (dates.first(), dates.last()) {
         (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
         (Some(a), _) => a.to_string(),
         _ => "none".into(),
     };
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-    dir.join(format!(
-        "{}-{dates}-{stamp}-{}.json",
-        kind.as_str(),
-        std::process::id()
-    ))
+    report_file(dir, kind.as_str(), Some(&dates))
+}
+
+/// Writes a report (JSON, atomically, mode 0600) into `STATE/reports/`.
+pub fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    crate::fsutil::create_dir_all(path.parent().expect("reports dir"))
+        .and_then(|()| {
+            crate::fsutil::write_atomic(
+                path,
+                &serde_json::to_vec_pretty(report).expect("serializable"),
+            )
+        })
+        .with_context(|| format!("cannot write report {}", path.display()))
+}
+
+/// A publish's report: the same header fields as a run's, each batch's
+/// outcome, and totals.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishReport {
+    pub schema: u32,
+    pub kind: String,
+    pub run_id: String,
+    pub version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub config: String,
+    pub batches: Vec<crate::beskedfordeler::publish::BatchOutcome>,
+    pub totals: PublishTotals,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishTotals {
+    pub batches: usize,
+    pub events: u64,
+    pub confirmed_now: u64,
+    pub sent: u64,
+    pub complete: bool,
+}
+
+impl PublishReport {
+    pub fn new(
+        config: &std::path::Path,
+        started_at: String,
+        batches: Vec<crate::beskedfordeler::publish::BatchOutcome>,
+    ) -> PublishReport {
+        let totals = PublishTotals {
+            batches: batches.len(),
+            events: batches.iter().map(|o| o.events).sum(),
+            confirmed_now: batches.iter().map(|o| o.published).sum(),
+            sent: batches.iter().map(|o| o.sent).sum(),
+            complete: batches
+                .iter()
+                .all(|o| o.status == crate::beskedfordeler::publish::BatchStatus::Published),
+        };
+        PublishReport {
+            schema: SCHEMA,
+            kind: "publish".into(),
+            run_id: run_id().into(),
+            version: VERSION.into(),
+            started_at,
+            finished_at: now_rfc3339(),
+            config: config.display().to_string(),
+            batches,
+            totals,
+        }
+    }
 }
 
 pub fn now_rfc3339() -> String {

@@ -54,6 +54,9 @@ pub struct Request {
     pub wait_for_service_window: bool,
     /// How long to wait for another run's state lock.
     pub lock_wait: std::time::Duration,
+    /// Diff across missed days (the current snapshot older than the day
+    /// before): without it such a date fails and names the fix.
+    pub allow_gap: bool,
 }
 
 /// What every step of a run needs: the config, the state directory and
@@ -134,8 +137,10 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
                         outcomes.push(o);
                         break;
                     }
-                    let outcome = commit(&ctx, a, date, req.accept_mass_change.contains(&a.cvr))
+                    let started = std::time::Instant::now();
+                    let mut outcome = commit(&ctx, a, date, req)
                         .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                    outcome.duration_ms = started.elapsed().as_millis() as u64;
                     log_outcome(&outcome);
                     if let Some(bar) = &bar {
                         bar.inc(1);
@@ -163,7 +168,10 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         outcomes.extend(r?);
     }
     let mut report = Report {
+        schema: crate::nightly::report::SCHEMA,
         kind: req.kind.as_str().to_owned(),
+        run_id: crate::nightly::report::run_id().to_owned(),
+        version: crate::nightly::report::VERSION.to_owned(),
         started_at: started,
         finished_at: now_rfc3339(),
         config: cfg.path.display().to_string(),
@@ -189,14 +197,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         report_path: None,
     };
     let path = report_path(&state.reports(), req.kind, &req.dates);
-    fsutil::create_dir_all(path.parent().expect("reports dir"))
-        .and_then(|()| {
-            fsutil::write_atomic(
-                &path,
-                &serde_json::to_vec_pretty(&report).expect("serializable"),
-            )
-        })
-        .with_context(|| format!("cannot write report {}", path.display()))?;
+    crate::nightly::report::write_report(&path, &report)?;
     report.report_path = Some(path);
     drop(lock);
     Ok(report)
@@ -227,8 +228,9 @@ fn service_window(cfg: &Config, req: &Request) -> anyhow::Result<Option<String>>
 }
 
 /// Commits one (authority, date). `Err` only for fatal state errors.
-fn commit(ctx: &Ctx, a: &Authority, date: Date, accept: bool) -> Result<Outcome, Fatal> {
+fn commit(ctx: &Ctx, a: &Authority, date: Date, req: &Request) -> Result<Outcome, Fatal> {
     let (cfg, state) = (ctx.cfg, ctx.state);
+    let accept = req.accept_mass_change.contains(&a.cvr);
     let failed = |message: String| {
         let mut o = outcome(a, date, Status::Failed);
         o.message = Some(message);
@@ -262,6 +264,14 @@ fn commit(ctx: &Ctx, a: &Authority, date: Date, accept: bool) -> Result<Outcome,
     if let Some(cur) = current.filter(|&c| c >= date) {
         // A run stopped between the pointer and the stamp's removal.
         state.remove_taken(a.cvr, date);
+        if !state.batch(a.cvr, date).exists() && !state.snapshot(a.cvr, date).exists() {
+            let mut o = outcome(a, date, Status::Gap);
+            o.message = Some(format!(
+                "nothing was committed for {date} (no batch, no snapshot: never run, and a later \
+                 diff spanned it, or pruned); the current snapshot is {cur}"
+            ));
+            return Ok(o);
+        }
         let mut o = pending;
         o.message = Some(o.message.map_or(
             format!("already committed (current snapshot is {cur})"),
@@ -276,6 +286,23 @@ fn commit(ctx: &Ctx, a: &Authority, date: Date, accept: bool) -> Result<Outcome,
         if a.list_mode == ListMode::Delta && o.status == Status::Recovered {
             delete_pending_change_list(ctx, a, Some(date), &mut o)?;
         }
+        return Ok(o);
+    }
+
+    // A missed day: diffing against an older snapshot would date several
+    // days of changes today. Refused unless the operator allows it.
+    if let Some(cur) = current
+        && crate::domain::dates::next_day(cur).is_some_and(|next| next < date)
+        && !req.allow_gap
+    {
+        let mut o = outcome(a, date, Status::Failed);
+        o.base_date = Some(cur.to_string());
+        o.message = Some(format!(
+            "gap: the current snapshot is {cur}, so {date}'s diff would span the missed days \
+             and date their changes {date}; fill them with `backfill --from {} --to {date}` if \
+             their lists exist, or pass --allow-gap",
+            crate::domain::dates::next_day(cur).expect("checked")
+        ));
         return Ok(o);
     }
 
@@ -326,6 +353,15 @@ fn commit(ctx: &Ctx, a: &Authority, date: Date, accept: bool) -> Result<Outcome,
     let changes = match &previous {
         Some(prev) => {
             o.keys_before = Some(prev.keys.len() as u64);
+            o.base_date = Some(prev.meta.date.to_string());
+            if crate::domain::dates::next_day(prev.meta.date) != Some(date) {
+                tracing::warn!(
+                    authority_cvr = %o.authority,
+                    date = %date,
+                    base_date = %prev.meta.date,
+                    "diff across a gap (--allow-gap): its changes are dated {date}"
+                );
+            }
             let changes = diff::diff(&prev.keys, &today.keys);
             if let Err(trip) = guard::check(prev.keys.len(), today.keys.len(), &changes, &cfg.guard)
             {
@@ -574,7 +610,22 @@ register_sysid = "1"
                 source: &self.lists,
                 id_key: IdKey([7; 32]),
             };
-            commit(&ctx, &self.cfg.authorities[0], day(d), accept).unwrap()
+            let a = &self.cfg.authorities[0];
+            let req = Request {
+                dates: vec![day(d)],
+                authorities: vec![],
+                accept_mass_change: if accept {
+                    BTreeSet::from([a.cvr])
+                } else {
+                    BTreeSet::new()
+                },
+                progress: false,
+                kind: RunKind::Run,
+                wait_for_service_window: false,
+                lock_wait: std::time::Duration::ZERO,
+                allow_gap: false,
+            };
+            commit(&ctx, a, day(d), &req).unwrap()
         }
     }
 

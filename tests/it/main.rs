@@ -8,6 +8,7 @@ mod crash;
 mod disk;
 mod faults;
 mod login;
+mod ops;
 mod prune;
 mod register;
 mod run;

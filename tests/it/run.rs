@@ -388,9 +388,27 @@ fn json_logs_and_publish_to_a_directory() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "one line per authority: {logs}");
+    assert_eq!(lines.len(), 3, "one line per authority, a summary: {logs}");
     assert_eq!(lines[0]["fields"]["message"], "authority done");
     assert!(lines[0]["fields"]["authority_cvr"].is_string());
+    assert_eq!(
+        lines[0]["fields"]["status"], "committed",
+        "as reports spell it"
+    );
+    assert_eq!(lines[0]["fields"]["base_date"], "2026-01-01");
+    let summary = &lines[2]["fields"];
+    assert_eq!(summary["message"], "summary");
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    let run_id = summary["run_id"].as_str().unwrap();
+    // The report carries the same run id, the schema and the diff's base.
+    let report = summary["report"].as_str().unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&fs::read(s.path().join(report)).unwrap()).unwrap();
+    assert_eq!(
+        (r["schema"].as_u64(), r["run_id"].as_str()),
+        (Some(1), Some(run_id))
+    );
+    assert_eq!(r["outcomes"][0]["base_date"], "2026-01-01");
 
     // publish --to dir: every envelope as a file, cursors untouched.
     s.write_config(
@@ -422,6 +440,41 @@ fn json_logs_and_publish_to_a_directory() {
     .sum();
     assert_eq!(files, events);
     assert!(stdout(&out).contains(&format!("wrote {events} envelopes")));
+    // Mode 0600, like every file holding CPR numbers.
+    let one = fs::read_dir(s.path().join("dry/2026-01-02").join(&s.authorities[0]))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&one).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Selectable by authority and date.
+    let a = &s.authorities[1];
+    let only = run(
+        s.path(),
+        &[
+            "publish",
+            "--config",
+            "config.toml",
+            "--to",
+            "dir:only",
+            "--authority",
+            a,
+            "--date",
+            "2026-01-02",
+        ],
+    );
+    assert_code(&only, 0);
+    let dirs: Vec<String> = fs::read_dir(s.path().join("only/2026-01-02"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(dirs, vec![a.clone()]);
+    assert!(!s.path().join("only/2026-01-01").exists());
     let list = stdout(&run(
         s.path(),
         &["outbox", "list", "--config", "config.toml"],
