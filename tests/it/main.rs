@@ -5,6 +5,7 @@ mod arch;
 mod bfo;
 mod cli;
 mod crash;
+mod deploy;
 mod disk;
 mod faults;
 mod login;
