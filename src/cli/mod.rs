@@ -5,6 +5,7 @@
 
 mod alive;
 mod check;
+mod config_check;
 mod diff;
 #[cfg(feature = "sim")]
 mod generate;
@@ -103,6 +104,9 @@ pub enum Command {
     /// change-list records; orphans), like `restic check`. Changes nothing;
     /// exit 1 if anything is wrong.
     Check(check::CheckArgs),
+    /// Check the configuration (`config check [--connect]`).
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
     /// Retention: remove published batches, reports and snapshots no
     /// longer needed, older than --keep-days (never the current snapshot,
     /// an unpublished batch or what one needs); prints each file.
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(a) => status::status_command(&a),
         Command::Check(a) => check::check_command(&a),
         Command::Prune(a) => prune::prune_command(&a),
+        Command::Config(c) => config_check::config_command(c),
         Command::Republish(a) => republish::republish_command(&a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -80,6 +80,12 @@ pub(super) fn run_command(
 ) -> anyhow::Result<u8> {
     let mut cfg = load_config(&a.config)?;
     set_outage_deadline(&mut cfg, a.outage_deadline);
+    super::config_check::preflight_for_run(
+        &cfg,
+        cfg.beskedfordeler
+            .as_ref()
+            .is_some_and(|b| b.publish_after_run && !a.no_publish),
+    )?;
     let req = crate::nightly::run::Request {
         dates,
         authorities: a.authorities.clone(),

@@ -2,6 +2,7 @@
 //! diff, guard and write the batch under the commit protocol.
 
 pub mod metrics;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod sources;

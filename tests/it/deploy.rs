@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn deploy(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(sub)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(sub)
 }
 
 /// The units with ExecStart pointing at the binary under test (verify
@@ -19,7 +21,10 @@ fn units() -> tempfile::TempDir {
         let text = fs::read_to_string(deploy("systemd").join(name)).unwrap();
         fs::write(
             dir.path().join(name),
-            text.replace("/usr/local/bin/nemsms-diff", env!("CARGO_BIN_EXE_nemsms-diff")),
+            text.replace(
+                "/usr/local/bin/nemsms-diff",
+                env!("CARGO_BIN_EXE_nemsms-diff"),
+            ),
         )
         .unwrap();
     }
@@ -40,7 +45,10 @@ fn systemd_units_verify_and_are_hardened() {
     let dir = units();
     let out = verify(dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "verify: {err}");
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "verify: {err}"
+    );
     // The check is real: an unknown key is reported.
     let service = dir.path().join("nemsms-diff.service");
     let good = fs::read_to_string(&service).unwrap();
@@ -98,11 +106,19 @@ fn kubernetes_manifests_validate_offline() {
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
     let out = validate(&files);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    for kind in ["cronjob/", "persistentvolumeclaim/", "secret/", "configmap/"] {
-        assert!(text.contains(&format!("passed for resource {kind}")), "{text}");
+    for kind in [
+        "cronjob/",
+        "persistentvolumeclaim/",
+        "secret/",
+        "configmap/",
+    ] {
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{text}"
+        );
     }
     let cron = fs::read_to_string(deploy("kubernetes").join("cronjob.yaml")).unwrap();
     for setting in [
@@ -118,6 +134,10 @@ fn kubernetes_manifests_validate_offline() {
     // The check is real: a misspelt field fails.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("cronjob.yaml");
-    fs::write(&bad, cron.replace("concurrencyPolicy:", "concurencyPolicy:")).unwrap();
+    fs::write(
+        &bad,
+        cron.replace("concurrencyPolicy:", "concurencyPolicy:"),
+    )
+    .unwrap();
     assert!(!validate(&[bad]).status.success());
 }

@@ -203,6 +203,17 @@ fn publish_metrics_and_report_count_what_was_confirmed() {
     );
     assert_code(&out, 0);
     let events = flow.outbox_ids().len() as f64;
+    // `config check --connect` logs in to the broker.
+    let check = run(
+        flow.path(),
+        &["config", "check", "--config", "config.toml", "--connect"],
+    );
+    assert_code(&check, 0);
+    assert!(
+        stdout(&check).contains("token and AMQP login"),
+        "{}",
+        stdout(&check)
+    );
     let m = parse_metrics(&flow.path().join("publish.prom"));
     assert_eq!(get(&m, "nemsms_diff_publish_events_confirmed", &[]), events);
     assert!(get(&m, "nemsms_diff_publish_messages_sent", &[]) >= events);

@@ -99,14 +99,82 @@ fn wrong_or_missing_client_certificate_is_refused_clearly() {
         "nothing committed"
     );
 
+    // A wrong path is a configuration error before anything runs (exit 2).
     r.write_config("full", "certs/missing.pem", "certs/missing-key.pem");
     let out = r.setup.run(&["--date", "2026-01-01"]);
-    assert_code(&out, 6);
+    assert_code(&out, 2);
+    let err = stderr(&out);
     assert!(
-        stdout(&out).contains("cannot read client certificate"),
+        err.contains("register.client_cert certs/missing.pem")
+            && err.contains("register.client_key certs/missing-key.pem")
+            && err.contains("nothing was run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_finds_what_a_run_would_trip_over() {
+    let r = Register::start(1, 2_000, 1, "full", &[]);
+    let d = r.path();
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["config", "check", "--config", "config.toml"];
+        all.extend_from_slice(args);
+        crate::run_env(d, &all, env)
+    };
+    // The reference call asks for today's list: the simulator has 2026-01-01's.
+    let day1 = [("NEMSMS_DIFF_NOW", "2026-01-01T03:00:00Z")];
+    let out = check(&["--connect"], &day1);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    for want in [
+        "key and certificate belong together",
+        "register.ca_cert certs/ca.pem: certificate",
+        "TLS handshake and reference call",
+        "state_dir state: does not exist yet",
+        "0 errors, 0 warnings",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // A key others may read: a warning, still usable.
+    let key = d.join("certs/client-key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check(&[], &[]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("mode 644: readable by others"),
         "{}",
         stdout(&out)
     );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    // Certificates past their end (the lab's run to 4096; the test clock).
+    let out = check(&["--json"], &[("NEMSMS_DIFF_NOW", "4097-01-01T00:00:00Z")]);
+    assert_code(&out, 2);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(v["errors"].as_u64().unwrap() >= 2, "{v}");
+    assert!(stdout(&out).contains("expired on"), "{v}");
+    // A key that is not the certificate's.
+    r.write_config("full", "certs/client.pem", "certs/other-client-key.pem");
+    let out = check(&[], &[]);
+    assert_code(&out, 2);
+    assert!(
+        stdout(&out).contains("ERROR   register.client_cert/client_key"),
+        "{}",
+        stdout(&out)
+    );
+    // --connect to a Register that is not there.
+    r.write_config("full", "certs/client.pem", "certs/client-key.pem");
+    let cfg = fs::read_to_string(d.join("config.toml")).unwrap();
+    let dead = cfg.replace(&r.server.url(), "https://127.0.0.1:9");
+    fs::write(d.join("config.toml"), dead).unwrap();
+    let out = check(&["--connect"], &day1);
+    assert_code(&out, 2);
+    assert!(
+        stdout(&out).contains("ERROR   register"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("reference call"), "{}", stdout(&out));
 }
 
 #[test]
