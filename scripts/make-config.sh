@@ -5,6 +5,10 @@
 # `nemsms-diff simulate certs`), the lists come from the register over
 # OIOREST; LIST_MODE=delta makes every authority a change-list authority.
 # ID_KEY_FILE=PATH names the id key (default: in the state directory).
+# With BESKEDFORDELER_URL=amqp://… (a loopback test broker, e.g. the
+# emulator's RabbitMQ) it writes a [beskedfordeler] section (EXCHANGE,
+# TOKEN optional); otherwise the section is there, commented out.
+# KEEP_DAYS=N sets [retention] keep_days (default 90).
 # Absolute paths, so the config can live anywhere.
 set -euo pipefail
 lists=$(cd "$1" && pwd)
@@ -37,6 +41,23 @@ sed -n '/^\[envelope\]/,/^sikkerhedsklassificering/p' "$(dirname "$0")/../fixtur
 if [[ -n "${ID_KEY_FILE:-}" ]]; then
     printf 'id_key_file = "%s"\n' "$ID_KEY_FILE"
 fi
+echo
+if [[ -n "${BESKEDFORDELER_URL:-}" ]]; then
+    cat <<TOML
+[beskedfordeler]
+url = "$BESKEDFORDELER_URL"
+exchange = "${EXCHANGE:-AFSEND_BESKED_EXCHANGE}"
+token = "${TOKEN:-demo-token}"
+insecure_broker = true
+TOML
+else
+    cat <<'TOML'
+# [beskedfordeler]  (BESKEDFORDELER_URL=amqp://… fills this in)
+# url = "amqps://beskedfordeler.example/BF?auth_mechanism=external"
+# exchange = "AFSEND_BESKED_EXCHANGE"
+TOML
+fi
+printf '\n[retention]\nkeep_days = %d\n' "${KEEP_DAYS:-90}"
 i=0
 for f in "$lists/$first_day"/*.csv; do
     i=$((i + 1))

@@ -62,6 +62,32 @@ pub struct Cli {
     /// results on stdout stay).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Colour in text logs: `auto` colours only when stderr is a terminal
+    /// (and NO_COLOR is unset).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to write ANSI colours to stderr.
+    pub fn ansi(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if cli.debug_wire {
         crate::config::DEBUG_WIRE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    if cli.quiet {
+    if cli.quiet || cli.log_format == LogFormat::Json {
         crate::nightly::report::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     match cli.command {

@@ -9,8 +9,28 @@ use jiff::civil::Date;
 use crate::config::Authority;
 use crate::domain::keys::{self, KeyKind};
 
-/// `--quiet`: no progress bar.
+/// `--quiet` or `--log-format json`: no progress bar.
 pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The progress bar on screen, if any: log lines are written around it
+/// ([`write_log`]), never through it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Writes one formatted log line to stderr, hiding the progress bar (if
+/// one is drawn) while it does, so that neither garbles the other.
+pub fn write_log(buf: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(|| io::stderr().lock().write_all(buf)),
+        None => io::stderr().lock().write_all(buf),
+    }
+}
+
+/// Forgets the bar (it is finished).
+pub fn clear_bar() {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
 
 /// `run` or `backfill`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +193,7 @@ pub fn progress_bar(
         .expect("valid template")
         .progress_chars("=> "),
     );
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
     Some(bar)
 }
 
@@ -181,15 +202,15 @@ pub fn log_outcome(o: &Outcome) {
         Status::Failed | Status::Quarantined => tracing::warn!(
             authority_cvr = %o.authority,
             date = %o.date,
-            status = o.status.as_str(),
+            status = %o.status.as_str(),
             reason = o.message.as_deref().unwrap_or(""),
             "authority not committed"
         ),
         _ => tracing::info!(
             authority_cvr = %o.authority,
             date = %o.date,
-            status = o.status.as_str(),
-            base_date = o.base_date.as_deref().unwrap_or(""),
+            status = %o.status.as_str(),
+            base_date = %o.base_date.as_deref().unwrap_or("-"),
             n_keys = o.keys,
             n_signed_up = o.signed_up,
             n_signed_off = o.signed_off,

@@ -162,6 +162,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
+        crate::nightly::report::clear_bar();
     }
     let mut outcomes = Vec::new();
     for r in per_authority {

@@ -337,3 +337,81 @@ fn a_missed_day_is_refused_unless_allowed_and_reported_as_a_gap() {
     );
     assert_code(&back, 0);
 }
+
+/// Runs `args` with stderr on a pseudo-terminal (util-linux `script`),
+/// stdout discarded; what the terminal showed.
+fn on_a_terminal(dir: &Path, args: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args} >/dev/null", env!("CARGO_BIN_EXE_nemsms-diff")),
+            "/dev/null",
+        ])
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("script (util-linux) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn logs_the_progress_bar_and_colour_keep_to_their_places() {
+    let s = Setup::new(3, 5_000, 4, 0.01);
+    let d = s.path();
+    let backfill = "backfill --config config.toml --from 2026-01-01 --to 2026-01-04";
+    // On a terminal: a bar, coloured logs, and every log line starts on
+    // a cleared line, never inside the bar's text.
+    let text = on_a_terminal(d, backfill, &[("NO_COLOR", "")]);
+    assert!(text.contains("authority-days"), "a bar is drawn: {text}");
+    assert!(
+        text.contains("\x1b[32m INFO"),
+        "coloured on a terminal: {text}"
+    );
+    let mut logged = 0;
+    for line in text.split('\n').filter(|l| l.contains("authority done")) {
+        let last = line.rsplit("\x1b[2K").next().unwrap();
+        assert!(
+            !last.contains("authority-days"),
+            "bar and log garbled: {line:?}"
+        );
+        logged += 1;
+    }
+    assert_eq!(logged, 12, "{text}");
+
+    // JSON logs on a terminal: no bar, every line JSON.
+    fs::remove_dir_all(d.join("state")).unwrap();
+    let text = on_a_terminal(d, &format!("--log-format json {backfill}"), &[]);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(lines.len() >= 13, "{text}");
+    for l in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "not JSON: {l:?}"
+        );
+    }
+
+    // Piped: no colour unless asked for.
+    let piped = s.run(&["--date", "2026-01-04"]);
+    assert!(!stderr(&piped).contains('\x1b'), "{}", stderr(&piped));
+    let forced = s.run(&["--date", "2026-01-04", "--color", "always"]);
+    assert!(stderr(&forced).contains("\x1b["), "{}", stderr(&forced));
+    // A fatal error in JSON mode is JSON, with the exit code.
+    let fatal = run(
+        d,
+        &["--log-format", "json", "run", "--config", "missing.toml"],
+    );
+    assert_code(&fatal, 2);
+    let v: serde_json::Value = serde_json::from_str(stderr(&fatal).trim()).unwrap();
+    assert_eq!(v["level"], "ERROR");
+    assert_eq!(v["fields"]["exit_code"], 2);
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.toml")
+    );
+}
