@@ -26,6 +26,7 @@ pub struct PruneArgs {
 /// Plans under the state lock, prints each file, removes them (unless
 /// `--dry-run`) and records what it removed in `STATE/reports/`.
 pub(super) fn prune_command(a: &PruneArgs) -> anyhow::Result<u8> {
+    let started_at = crate::nightly::report::now_rfc3339();
     let cfg = load_config(&a.config)?;
     let Some(keep_days) = a.keep_days.or(cfg.retention.keep_days) else {
         bail!(UsageError(format!(
@@ -106,22 +107,13 @@ pub(super) fn prune_command(a: &PruneArgs) -> anyhow::Result<u8> {
     }
     out.flush()?;
     if !a.dry_run && !plan.items.is_empty() {
-        let record = serde_json::json!({
-            "kind": "prune",
-            "finished_at": jiff::Timestamp::now().to_string(),
-            "keep_days": keep_days,
-            "backfill_window_days": policy.backfill_window_days,
-            "removed": plan.items,
-            "bytes": plan.bytes(),
-        });
-        let path = state.reports().join(format!(
-            "prune-{}-{}.json",
-            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-            std::process::id()
-        ));
-        fsutil::create_dir_all(&state.reports())
-            .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&record)?))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut record = crate::nightly::report::header("prune", &started_at, &cfg.path);
+        record["keep_days"] = keep_days.into();
+        record["backfill_window_days"] = policy.backfill_window_days.into();
+        record["removed"] = serde_json::to_value(&plan.items)?;
+        record["bytes"] = plan.bytes().into();
+        let path = crate::nightly::report::report_file(&state.reports(), "prune", None);
+        crate::nightly::report::write_report(&path, &record)?;
     }
     Ok(exit::OK)
 }

@@ -24,6 +24,7 @@ pub struct RepublishArgs {
 /// while it does (a `run` cannot start meanwhile); do not run it beside a
 /// `publish`, whose cursor writes would undo it.
 pub(super) fn republish_command(a: &RepublishArgs) -> anyhow::Result<u8> {
+    let started_at = crate::nightly::report::now_rfc3339();
     let cfg = load_config(&a.config)?;
     let state = crate::store::state::State::new(cfg.state_dir.clone());
     let _lock = state.lock()?;
@@ -47,23 +48,18 @@ pub(super) fn republish_command(a: &RepublishArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("{}", batch.display()))?;
     let new = (a.from_event - 1).min(old);
     crate::store::outbox::write_cursor(&batch, new)?;
-    let record = serde_json::json!({
-        "kind": "republish",
-        "at": jiff::Timestamp::now().to_string(),
-        "authority": cvr,
-        "date": a.date.to_string(),
-        "events": header.n_events,
-        "cursor_before": old,
-        "cursor_after": new,
-    });
-    let path = cfg.state_dir.join("reports").join(format!(
-        "republish-{}-{cvr}-{}.json",
-        jiff::Timestamp::now().as_second(),
-        std::process::id()
-    ));
-    fsutil::create_dir_all(path.parent().expect("dir"))
-        .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&record)?))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut record = crate::nightly::report::header("republish", &started_at, &cfg.path);
+    record["authority"] = cvr.clone().into();
+    record["date"] = a.date.to_string().into();
+    record["events"] = header.n_events.into();
+    record["cursor_before"] = old.into();
+    record["cursor_after"] = new.into();
+    let path = crate::nightly::report::report_file(
+        &state.reports(),
+        "republish",
+        Some(&format!("{}-{cvr}", a.date)),
+    );
+    crate::nightly::report::write_report(&path, &record)?;
     println!(
         "batch {} of authority {cvr}: cursor {old} -> {new}; the next publish sends events {} to {} again (recorded in {})",
         a.date,

@@ -250,6 +250,21 @@ pub fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> a
         .with_context(|| format!("cannot write report {}", path.display()))
 }
 
+/// The header every report starts with, as a JSON object to extend
+/// (republish, prune): `schema`, `kind`, `run_id`, `version`,
+/// `started_at`, `finished_at`, `config`.
+pub fn header(kind: &str, started_at: &str, config: &std::path::Path) -> serde_json::Value {
+    serde_json::json!({
+        "schema": SCHEMA,
+        "kind": kind,
+        "run_id": run_id(),
+        "version": VERSION,
+        "started_at": started_at,
+        "finished_at": now_rfc3339(),
+        "config": config.display().to_string(),
+    })
+}
+
 /// A publish's report: the same header fields as a run's, each batch's
 /// outcome, and totals.
 #[derive(Debug, Clone, serde::Serialize)]

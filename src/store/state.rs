@@ -10,7 +10,7 @@
 //! STATE/outbox/<date>/<cvr>.cursor        how many of them Beskedfordeler confirmed
 //! STATE/changelists/<cvr>                 the change list last applied, and whether deleted
 //! STATE/taken/<cvr>/<date>                when a network list was first taken
-//! STATE/reports/<kind>-<dates>-<stamp>.json   one report per run or publish
+//! STATE/reports/<kind>-[<what>-]<stamp>-<pid>.json   one report per run, backfill, publish, republish, prune
 //! STATE/tmp/<cvr>-<date>/                 downloads in progress
 //! ```
 
