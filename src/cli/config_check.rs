@@ -76,6 +76,7 @@ pub(super) fn config_command(c: ConfigCommand) -> anyhow::Result<u8> {
 /// are configuration errors (exit 2), warnings are logged.
 pub(super) fn preflight_for_run(cfg: &crate::config::Config, publish: bool) -> anyhow::Result<()> {
     let scope = preflight::Scope {
+        state_dir: false,
         register: !matches!(cfg.source, crate::config::Source::Files(_)),
         beskedfordeler: publish,
         alive: false,

@@ -29,6 +29,12 @@ pub(super) fn republish_command(a: &RepublishArgs) -> anyhow::Result<u8> {
     let state = crate::store::state::State::new(cfg.state_dir.clone());
     let _lock = state.lock()?;
     let cvr = keys::format(KeyKind::Cvr, a.authority);
+    if cfg.authority(a.authority).is_none() {
+        bail!(UsageError(format!(
+            "authority {cvr} is not in {}",
+            cfg.path.display()
+        )));
+    }
     let batch = state.batch(a.authority, a.date);
     if !batch.exists() {
         bail!(UsageError(format!(

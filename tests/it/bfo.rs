@@ -470,6 +470,26 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
         ],
     );
     assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("no batch for authority"),
+        "{}",
+        stderr(&out)
+    );
+    // An authority the config does not have.
+    let out = run(
+        flow.path(),
+        &[
+            "republish",
+            "--config",
+            "config.toml",
+            "--authority",
+            "29189846",
+            "--date",
+            "2026-01-02",
+        ],
+    );
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("is not in"), "{}", stderr(&out));
     let out = republish("5");
     assert_code(&out, 0);
     assert!(
@@ -477,16 +497,23 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
         "{}",
         stdout(&out)
     );
-    assert!(
-        fs::read_dir(flow.path().join("state/reports"))
-            .unwrap()
-            .any(|e| e
+    let record = fs::read_dir(flow.path().join("state/reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
                 .unwrap()
-                .file_name()
                 .to_string_lossy()
-                .starts_with("republish-")),
-        "the reset is recorded"
+                .starts_with("republish-")
+        })
+        .expect("the reset is recorded");
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
+    assert_eq!(
+        (r["schema"].as_u64(), r["kind"].as_str()),
+        (Some(1), Some("republish"))
     );
+    assert_eq!(r["cursor_after"], 4);
+    assert!(r["run_id"].is_string() && r["version"].is_string());
     assert_code(&flow.publish(), 0);
     let again = flow.delivered();
     assert_eq!(

@@ -475,6 +475,20 @@ fn json_logs_and_publish_to_a_directory() {
         .collect();
     assert_eq!(dirs, vec![a.clone()]);
     assert!(!s.path().join("only/2026-01-01").exists());
+    // An authority the config does not have: a usage error.
+    let unknown = run(
+        s.path(),
+        &[
+            "publish",
+            "--config",
+            "config.toml",
+            "--to",
+            "dir:x",
+            "--authority",
+            "29189846",
+        ],
+    );
+    assert_code(&unknown, 2);
     let list = stdout(&run(
         s.path(),
         &["outbox", "list", "--config", "config.toml"],

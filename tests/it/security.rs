@@ -267,7 +267,10 @@ fn no_cpr_number_in_any_output_of_the_user_commands() {
                     let what = format!("{register}: {args:?}");
                     assert_code(&out, 1);
                     let text = format!("{}{}", stdout(&out), stderr(&out));
-                    assert!(text.contains("error:"), "{what}: {text}");
+                    assert!(
+                        text.contains("error:") || text.contains("\"level\":\"ERROR\""),
+                        "{what}: {text}"
+                    );
                     if *register == "redirect" {
                         assert!(
                             text.contains("redirects are never followed"),
