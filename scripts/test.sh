@@ -53,6 +53,8 @@ echo "== national benchmark, smoke"
 scripts/bench-national.sh --smoke
 echo "== publish benchmark, smoke"
 scripts/bench-publish.sh --smoke
+echo "== national publish benchmark with faults, smoke"
+scripts/bench-publish-national.sh --smoke
 echo "== crash loops, smoke (files, change lists over OIOREST, publish)"
 scripts/crash-loop.sh --smoke
 MODE=delta scripts/crash-loop.sh --smoke

@@ -135,6 +135,8 @@ struct RawBeskedfordeler {
     client_key: Option<PathBuf>,
     #[serde(default = "default_in_flight")]
     in_flight: usize,
+    #[serde(default = "default_bfo_parallel_authorities")]
+    parallel_authorities: usize,
     #[serde(default = "default_reply_timeout_ms")]
     reply_timeout_ms: u64,
     /// Replaced by `outage_deadline`: refused with a message that says so.
@@ -180,6 +182,10 @@ fn default_refresh_before() -> u64 {
 fn default_exchange() -> String {
     "AFSEND_BESKED_EXCHANGE".into()
 }
+fn default_bfo_parallel_authorities() -> usize {
+    16
+}
+
 fn default_in_flight() -> usize {
     500
 }
@@ -697,12 +703,19 @@ fn beskedfordeler_section(
             "must be at least 1".into(),
         ));
     }
+    if b.parallel_authorities == 0 {
+        return Err(fail(
+            "beskedfordeler.parallel_authorities",
+            "must be at least 1".into(),
+        ));
+    }
     Ok(BeskedfordelerConfig {
         url: b.url,
         exchange: b.exchange,
         tokens,
         tls,
         in_flight: b.in_flight,
+        parallel_authorities: b.parallel_authorities,
         reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
         outage_deadline,
         max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),

@@ -22,8 +22,11 @@ pub struct BeskedfordelerConfig {
     pub tokens: crate::beskedfordeler::sts::TokenSource,
     /// TLS for amqps: the broker's CA and our client certificate (PEM).
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
-    /// Messages in flight.
+    /// Messages in flight (per authority's connection).
     pub in_flight: usize,
+    /// Authorities published at the same time, each on its own connection
+    /// (its batches in date order).
+    pub parallel_authorities: usize,
     /// A message without a reply after this long is sent again.
     pub reply_timeout: std::time::Duration,
     /// How long publishing rides out an outage (broker unreachable, or up

@@ -289,46 +289,77 @@ pub async fn send(
         .map(|_| ())
 }
 
-/// Publishes every unpublished batch; stops at the first batch that is
-/// rejected or incomplete (later batches wait: order is kept).
+/// Publishes every unpublished batch. Authorities go in parallel
+/// (`parallel_authorities` at a time), each on a connection of its own
+/// (logged in with its own token); an authority's batches go in date
+/// order, and a batch that is rejected or incomplete stops that
+/// authority's later batches only. Outcomes come back in batch order
+/// (date, then authority).
 pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<Vec<BatchOutcome>> {
-    let runtime = crate::rt::runtime()?;
-    runtime.block_on(async {
-        let mut outcomes = Vec::new();
-        // One connection per authority when the login carries its token
-        // (several stay open, one per authority met); else one for all.
-        let mut links: HashMap<u32, Option<(Link, String)>> = HashMap::new();
-        let mut broker = Amqp { cfg };
-        let mut tokens = crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?;
-        for path in outbox::list(state)? {
-            let header = outbox::read_header(&path)?;
-            let cursor = outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
-            if cursor >= header.n_events {
-                continue;
-            }
-            let outcome = publish_batch(
-                &path,
-                header.authority,
+    publish_all_with(state, cfg, || Amqp { cfg })
+}
+
+/// [`publish_all`] through any [`Broker`] (`make` gives each authority
+/// its own).
+fn publish_all_with<'a, B: Broker + 'a>(
+    state: &Path,
+    cfg: &'a BeskedfordelerConfig,
+    make: impl Fn() -> B,
+) -> anyhow::Result<Vec<BatchOutcome>> {
+    let mut per_authority: std::collections::BTreeMap<u32, Vec<(std::path::PathBuf, u64, u64)>> =
+        std::collections::BTreeMap::new();
+    for path in outbox::list(state)? {
+        let header = outbox::read_header(&path)?;
+        let cursor = outbox::read_cursor(&path).with_context(|| path.display().to_string())?;
+        if cursor < header.n_events {
+            per_authority.entry(header.authority).or_default().push((
+                path,
                 header.n_events,
                 cursor,
-                cfg,
-                &mut broker,
-                links
-                    .entry(if cfg.token_login() {
-                        header.authority
-                    } else {
-                        0
-                    })
-                    .or_default(),
-                &mut tokens,
-            )
-            .await?;
-            let stop = outcome.status != BatchStatus::Published;
-            outcomes.push(outcome);
-            if stop {
-                break;
-            }
+            ));
         }
+    }
+    let runtime = crate::rt::runtime()?;
+    runtime.block_on(async {
+        let tokens = tokio::sync::Mutex::new(crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?);
+        let tokens = &tokens;
+        let jobs = per_authority.into_iter().map(|(authority, batches)| {
+            let mut broker = make();
+            async move {
+                let mut link: Option<(B::Link, String)> = None;
+                let mut outcomes = Vec::new();
+                for (path, n_events, cursor) in batches {
+                    let outcome = publish_batch(
+                        &path,
+                        authority,
+                        n_events,
+                        cursor,
+                        cfg,
+                        &mut broker,
+                        &mut link,
+                        tokens,
+                    )
+                    .await?;
+                    let stop = outcome.status != BatchStatus::Published;
+                    outcomes.push(outcome);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(outcomes)
+            }
+        });
+        let results: Vec<anyhow::Result<Vec<BatchOutcome>>> =
+            futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+                futures::stream::iter(jobs),
+                cfg.parallel_authorities,
+            ))
+            .await;
+        let mut outcomes = Vec::new();
+        for r in results {
+            outcomes.extend(r?);
+        }
+        outcomes.sort_by(|a, b| a.batch.cmp(&b.batch));
         Ok(outcomes)
     })
 }
@@ -336,6 +367,56 @@ pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<V
 struct Pending {
     index: u64,
     sent_at: Instant,
+}
+
+/// The events of a batch held for (re)sending: those from index `base`
+/// (the first unconfirmed) up to the newest loaded, read from the batch
+/// in order as they are first needed.
+struct Window {
+    envelopes: outbox::Envelopes,
+    base: usize,
+    items: std::collections::VecDeque<(String, Vec<u8>)>,
+}
+
+impl Window {
+    /// Reads event `index` (the next one not yet read).
+    fn load(&mut self, index: usize) -> anyhow::Result<()> {
+        debug_assert_eq!(index, self.base + self.items.len());
+        let record = self
+            .envelopes
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the batch ended before its declared count"))??;
+        self.items
+            .push_back((record.besked_id.to_string(), record.envelope));
+        Ok(())
+    }
+
+    /// Event `index`'s BeskedId and envelope (loaded, not yet confirmed
+    /// in order).
+    fn get(&self, index: usize) -> (&str, &[u8]) {
+        let (id, body) = &self.items[index - self.base];
+        (id, body)
+    }
+
+    /// Forgets the events before `index` (all confirmed).
+    fn advance(&mut self, index: usize) {
+        while self.base < index && !self.items.is_empty() {
+            self.items.pop_front();
+            self.base += 1;
+        }
+    }
+}
+
+impl Pending {
+    /// When to send it again: `grace` after sending once a later message
+    /// was answered (its reply is lost), else after the reply timeout.
+    fn due(&self, newest_answered: Option<Instant>, grace: Duration, timeout: Duration) -> Instant {
+        if newest_answered.is_some_and(|n| n > self.sent_at) {
+            self.sent_at + grace
+        } else {
+            self.sent_at + timeout
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -347,7 +428,7 @@ async fn publish_batch<B: Broker>(
     cfg: &BeskedfordelerConfig,
     broker: &mut B,
     link_slot: &mut Option<(B::Link, String)>,
-    tokens: &mut crate::beskedfordeler::sts::Tokens,
+    tokens: &tokio::sync::Mutex<crate::beskedfordeler::sts::Tokens>,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
         .strip_prefix(
@@ -358,14 +439,19 @@ async fn publish_batch<B: Broker>(
         .unwrap_or(path)
         .display()
         .to_string();
-    let (_, envelopes) = outbox::open(path)?;
-    // The events from the cursor on, in memory for resends (a batch of a
-    // national stress day is ~2 KB x 100k = 200 MB at most per authority).
-    let records: Vec<outbox::Record> = envelopes.skip(start as usize).collect::<Result<_, _>>()?;
-    let (ids, bodies): (Vec<String>, Vec<Vec<u8>>) = records
-        .into_iter()
-        .map(|r| (r.besked_id.to_string(), r.envelope))
-        .unzip();
+    let (_, mut envelopes) = outbox::open(path)?;
+    for skipped in envelopes.by_ref().take(start as usize) {
+        skipped?;
+    }
+    // Only the events between the cursor and the newest sent one are held
+    // (for resends), streamed from the batch as they are first sent: a mass
+    // day's batch is never in memory whole.
+    let mut window = Window {
+        envelopes,
+        base: 0,
+        items: std::collections::VecDeque::new(),
+    };
+    let total = (n_events - start) as usize;
     let mut outcome = BatchOutcome {
         batch: name.clone(),
         events: n_events,
@@ -375,10 +461,10 @@ async fn publish_batch<B: Broker>(
         status: BatchStatus::Published,
         message: None,
     };
-    let mut confirmed = vec![false; bodies.len()];
+    let mut confirmed = vec![false; total];
     let mut cursor = start; // absolute: events [0, cursor) confirmed
     let mut written_cursor = start;
-    let mut next = 0usize; // next never-sent index into bodies
+    let mut next = 0usize; // next never-sent index (0 = the event at `start`)
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut resend: BTreeSet<u64> = BTreeSet::new();
     let mut outage = Outage::new(cfg.outage_deadline);
@@ -387,16 +473,27 @@ async fn publish_batch<B: Broker>(
     // confirmations, mostly) before a new connection takes over. Dropping
     // them would resend the whole window on every 41.
     let mut draining = false;
+    // Lost replies: replies come back about in the order the messages
+    // went out, so a message still unanswered well after a later one was
+    // answered has lost its reply; it is sent again after `grace` (eight
+    // round trips, at least 200 ms) instead of the whole reply_timeout,
+    // which would stall the batch. Its event may then arrive twice: what
+    // at-least-once allows, and what any resend of it would cost.
+    let mut rtt: Option<Duration> = None;
+    let mut newest_answered: Option<Instant> = None;
 
     let mut token = String::new();
     'outer: while cursor < n_events {
         // (Re)connect when needed, with capped, jittered backoff; a new
         // connection gets a fresh token (a cached one while it is valid).
         if token.is_empty() || link_slot.is_none() {
-            let got = tokio::time::timeout(
-                outage.attempt_limit(cfg),
-                tokens.get(authority, crate::beskedfordeler::sts::Service::Afsend),
-            )
+            let got = tokio::time::timeout(outage.attempt_limit(cfg), async {
+                tokens
+                    .lock()
+                    .await
+                    .get(authority, crate::beskedfordeler::sts::Service::Afsend)
+                    .await
+            })
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the token service did not answer in time")));
             match got {
@@ -455,26 +552,25 @@ async fn publish_batch<B: Broker>(
         let mut broken = None;
         while !draining && pending.len() < cfg.in_flight {
             let index = match resend.pop_first() {
+                // (Never one already confirmed: it left the window.)
+                Some(i) if confirmed[i as usize] => continue,
                 Some(i) => i,
-                None if next < bodies.len() => {
+                // New events only while the held window stays bounded (a
+                // lost reply holds the cursor back until it is resent).
+                None if next < total && next - window.base < 4 * cfg.in_flight => {
+                    window.load(next)?;
                     next += 1;
                     (next - 1) as u64
                 }
                 None => break,
             };
+            let (id, body) = window.get(index as usize);
             let correlation = Uuid::new_v4().to_string();
             // A send that cannot even leave (a stalled connection) counts
             // as a broken link.
-            let sent = tokio::time::timeout(
-                cfg.reply_timeout,
-                link.send(
-                    &token,
-                    &bodies[index as usize],
-                    &ids[index as usize],
-                    &correlation,
-                ),
-            )
-            .await;
+            let sent =
+                tokio::time::timeout(cfg.reply_timeout, link.send(&token, body, id, &correlation))
+                    .await;
             match sent {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -509,11 +605,21 @@ async fn publish_batch<B: Broker>(
             }
             continue;
         }
-        // Wait for a reply, or for the oldest message's reply timeout.
-        let oldest = pending.values().map(|p| p.sent_at).min();
-        let wait = oldest.map_or(cfg.reply_timeout, |t| {
-            cfg.reply_timeout.saturating_sub(t.elapsed())
+        // Wait for a reply, or until the next message is overdue.
+        let grace = rtt.map_or(cfg.reply_timeout, |r| {
+            (r * 8)
+                .max(Duration::from_millis(200))
+                .min(cfg.reply_timeout)
         });
+        let answered = newest_answered;
+        let due = move |p: &Pending| p.due(answered, grace, cfg.reply_timeout);
+        let wait = pending
+            .values()
+            .map(due)
+            .min()
+            .map_or(cfg.reply_timeout, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
         match tokio::time::timeout(wait.max(Duration::from_millis(1)), link.next_reply()).await {
             Ok(Some(Ok((cid, data)))) => {
                 let Some(cid) = cid else {
@@ -522,6 +628,11 @@ async fn publish_batch<B: Broker>(
                 let Some(p) = pending.remove(&cid) else {
                     continue; // a late reply to an attempt already resent
                 };
+                let took = p.sent_at.elapsed();
+                rtt = Some(rtt.map_or(took, |r| (r * 7 + took) / 8));
+                if newest_answered.is_none_or(|n| n < p.sent_at) {
+                    newest_answered = Some(p.sent_at);
+                }
                 let local = p.index as usize;
                 let (code, text) = besked::parse_standard_retur(&data)
                     .unwrap_or((0, "unreadable StandardRetur".into()));
@@ -535,6 +646,7 @@ async fn publish_batch<B: Broker>(
                         while cursor < n_events && confirmed[(cursor - start) as usize] {
                             cursor += 1;
                         }
+                        window.advance((cursor - start) as usize);
                         outage.progress();
                     }
                     besked::TOKEN_EXPIRED => {
@@ -544,7 +656,7 @@ async fn publish_batch<B: Broker>(
                                 in_flight = pending.len(),
                                 "token expired (StatusKode 41): reading the answers in flight, then reconnecting with a new token"
                             );
-                            tokens.invalidate(authority);
+                            tokens.lock().await.invalidate(authority);
                             draining = true;
                         }
                     }
@@ -554,7 +666,7 @@ async fn publish_batch<B: Broker>(
                             "Beskedfordeler rejected event {} of {} (BeskedId {}): StatusKode {code}: {text}",
                             start + p.index + 1,
                             n_events,
-                            ids[local]
+                            window.get(local).0
                         ));
                         break;
                     }
@@ -579,10 +691,11 @@ async fn publish_batch<B: Broker>(
                 draining = false;
             }
             Err(_) => {
-                // Reply timeout: send the overdue messages again.
+                // Overdue (a lost reply, or the reply timeout): send again.
+                let now = Instant::now();
                 let overdue: Vec<String> = pending
                     .iter()
-                    .filter(|(_, p)| p.sent_at.elapsed() >= cfg.reply_timeout)
+                    .filter(|(_, p)| now >= due(p))
                     .map(|(c, _)| c.clone())
                     .collect();
                 for c in overdue {
@@ -776,6 +889,8 @@ mod tests {
     struct Script {
         /// Answers by send number; `Ok` past the end.
         answers: Vec<Answer>,
+        /// Messages always rejected (StatusKode 40), by BeskedId.
+        reject_ids: BTreeSet<String>,
         /// Connections that fail before one succeeds (`usize::MAX`: all).
         refuse_connections: usize,
         connects: usize,
@@ -824,7 +939,12 @@ mod tests {
             let mut s = self.script.lock().unwrap();
             let n = s.sent.len();
             s.sent.push(message_id.to_owned());
-            let code = match s.answers.get(n).copied().unwrap_or(Answer::Ok) {
+            let answer = if s.reject_ids.contains(message_id) {
+                Answer::Reject
+            } else {
+                s.answers.get(n).copied().unwrap_or(Answer::Ok)
+            };
+            let code = match answer {
                 Answer::Drop => return Ok(()),
                 Answer::Ok => besked::OK,
                 Answer::Expired => besked::TOKEN_EXPIRED,
@@ -852,6 +972,7 @@ mod tests {
             tokens: TokenSource::Static(crate::secret::Secret::new("tok")),
             tls: None,
             in_flight: 8,
+            parallel_authorities: 4,
             reply_timeout: Duration::from_millis(100),
             outage_deadline: Duration::from_millis(400),
             max_backoff: Duration::from_millis(20),
@@ -862,11 +983,16 @@ mod tests {
 
     /// A batch of `n` events; its BeskedIds in order.
     fn batch(dir: &Path, n: u32) -> (std::path::PathBuf, Vec<String>) {
-        let date = jiff::civil::date(2026, 1, 2);
+        batch_of(dir, AUTHORITY, 2, n)
+    }
+
+    /// A batch of `authority` on 2026-01-`day` with `n` events.
+    fn batch_of(dir: &Path, authority: u32, day: i8, n: u32) -> (std::path::PathBuf, Vec<String>) {
+        let date = jiff::civil::date(2026, 1, day);
         let r = Renderer::new(
             &config(),
             BatchContext {
-                authority: AUTHORITY,
+                authority,
                 date,
                 taken_at: 0,
                 id_key: crate::domain::envelope::tests::KEY,
@@ -879,8 +1005,8 @@ mod tests {
                 change: Change::SignedUp,
             })
             .collect();
-        let path = outbox::batch_path(dir, AUTHORITY, date);
-        outbox::write_batch(&path, &r, AUTHORITY, date, &events).unwrap();
+        let path = outbox::batch_path(dir, authority, date);
+        outbox::write_batch(&path, &r, authority, date, &events).unwrap();
         let (_, records) = outbox::open(&path).unwrap();
         let ids = records.map(|r| r.unwrap().besked_id.to_string()).collect();
         (path, ids)
@@ -890,20 +1016,11 @@ mod tests {
         let cfg = bf_config();
         crate::rt::runtime().unwrap().block_on(async {
             let mut link = None;
-            let mut tokens = Tokens::new(&cfg.tokens).unwrap();
+            let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
             let start = outbox::read_cursor(path).unwrap();
-            publish_batch(
-                path,
-                AUTHORITY,
-                n,
-                start,
-                &cfg,
-                broker,
-                &mut link,
-                &mut tokens,
-            )
-            .await
-            .unwrap()
+            publish_batch(path, AUTHORITY, n, start, &cfg, broker, &mut link, &tokens)
+                .await
+                .unwrap()
         })
     }
 
@@ -943,6 +1060,84 @@ mod tests {
             "resent once"
         );
         assert_eq!(outbox::read_cursor(&path).unwrap(), 20);
+    }
+
+    #[test]
+    fn a_lost_reply_is_resent_after_a_few_round_trips_not_the_reply_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 50);
+        let mut broker = Scripted::default();
+        broker.0.lock().unwrap().answers = vec![Answer::Ok, Answer::Drop];
+        let mut cfg = bf_config();
+        cfg.reply_timeout = Duration::from_secs(60);
+        cfg.outage_deadline = Duration::from_secs(120);
+        let clock = Instant::now();
+        let o = crate::rt::runtime().unwrap().block_on(async {
+            let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
+            let mut link = None;
+            publish_batch(
+                &path,
+                AUTHORITY,
+                50,
+                0,
+                &cfg,
+                &mut broker,
+                &mut link,
+                &tokens,
+            )
+            .await
+            .unwrap()
+        });
+        assert_eq!(
+            (o.status, o.published, o.sent),
+            (BatchStatus::Published, 50, 51)
+        );
+        let sent = broker.0.lock().unwrap().sent.clone();
+        assert_eq!(sent.iter().filter(|id| **id == ids[1]).count(), 2);
+        // Later messages were answered, so the lost reply was not waited
+        // for: the 60 s reply timeout never ran out (the grace is 200 ms
+        // here; 30 s leaves any machine room).
+        assert!(
+            clock.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            clock.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_rejected_batch_stops_its_own_authority_only() {
+        let dir = tempfile::tempdir().unwrap();
+        const OTHER: u32 = 30167279;
+        let (a2, a_ids) = batch_of(dir.path(), AUTHORITY, 2, 10);
+        let (a3, _) = batch_of(dir.path(), AUTHORITY, 3, 10);
+        let (b2, _) = batch_of(dir.path(), OTHER, 2, 10);
+        let (b3, _) = batch_of(dir.path(), OTHER, 3, 10);
+        let broker = Scripted::default();
+        broker.0.lock().unwrap().reject_ids.insert(a_ids[4].clone());
+        let cfg = bf_config();
+        let outcomes = publish_all_with(dir.path(), &cfg, || broker.clone()).unwrap();
+        let got: Vec<(String, BatchStatus, u64)> = outcomes
+            .iter()
+            .map(|o| (o.batch.clone(), o.status, o.published))
+            .collect();
+        let name = |p: &Path| {
+            p.strip_prefix(dir.path().join("outbox"))
+                .unwrap()
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            got,
+            vec![
+                (name(&a2), BatchStatus::Rejected, 4),
+                (name(&b2), BatchStatus::Published, 10),
+                (name(&b3), BatchStatus::Published, 10),
+            ],
+            "in batch order; the rejected authority's later batch waits"
+        );
+        assert_eq!(outbox::read_cursor(&a2).unwrap(), 4);
+        assert_eq!(outbox::read_cursor(&a3).unwrap(), 0);
+        assert_eq!(outbox::read_cursor(&b3).unwrap(), 10);
     }
 
     #[test]
