@@ -183,7 +183,7 @@ fn default_exchange() -> String {
     "AFSEND_BESKED_EXCHANGE".into()
 }
 fn default_bfo_parallel_authorities() -> usize {
-    16
+    32
 }
 
 fn default_in_flight() -> usize {

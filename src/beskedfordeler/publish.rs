@@ -475,8 +475,9 @@ async fn publish_batch<B: Broker>(
     let mut draining = false;
     // Lost replies: replies come back about in the order the messages
     // went out, so a message still unanswered well after a later one was
-    // answered has lost its reply; it is sent again after `grace` (eight
-    // round trips, at least 200 ms) instead of the whole reply_timeout,
+    // answered (or, at the end of the batch, well after it went out) has
+    // lost its reply; it is sent again after `grace` (four round trips,
+    // at least 200 ms, at most 1 s) instead of the whole reply_timeout,
     // which would stall the batch. Its event may then arrive twice: what
     // at-least-once allows, and what any resend of it would cost.
     let mut rtt: Option<Duration> = None;
@@ -607,11 +608,17 @@ async fn publish_batch<B: Broker>(
         }
         // Wait for a reply, or until the next message is overdue.
         let grace = rtt.map_or(cfg.reply_timeout, |r| {
-            (r * 8)
-                .max(Duration::from_millis(200))
+            (r * 4)
+                .clamp(Duration::from_millis(200), Duration::from_secs(1))
                 .min(cfg.reply_timeout)
         });
-        let answered = newest_answered;
+        // Once every event has gone out, nothing later can be answered:
+        // the last messages of a batch get the grace alone.
+        let answered = if next >= total {
+            Some(Instant::now())
+        } else {
+            newest_answered
+        };
         let due = move |p: &Pending| p.due(answered, grace, cfg.reply_timeout);
         let wait = pending
             .values()
@@ -1097,6 +1104,47 @@ mod tests {
         // Later messages were answered, so the lost reply was not waited
         // for: the 60 s reply timeout never ran out (the grace is 200 ms
         // here; 30 s leaves any machine room).
+        assert!(
+            clock.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            clock.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_lost_reply_at_the_end_of_a_batch_is_not_waited_for_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 10);
+        let mut broker = Scripted::default();
+        let mut answers = vec![Answer::Ok; 9];
+        answers.push(Answer::Drop);
+        broker.0.lock().unwrap().answers = answers;
+        let mut cfg = bf_config();
+        cfg.reply_timeout = Duration::from_secs(60);
+        cfg.outage_deadline = Duration::from_secs(120);
+        let clock = Instant::now();
+        let o = crate::rt::runtime().unwrap().block_on(async {
+            let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
+            let mut link = None;
+            publish_batch(
+                &path,
+                AUTHORITY,
+                10,
+                0,
+                &cfg,
+                &mut broker,
+                &mut link,
+                &tokens,
+            )
+            .await
+            .unwrap()
+        });
+        assert_eq!(
+            (o.status, o.published, o.sent),
+            (BatchStatus::Published, 10, 11)
+        );
+        let sent = broker.0.lock().unwrap().sent.clone();
+        assert_eq!(sent.iter().filter(|id| **id == ids[9]).count(), 2);
         assert!(
             clock.elapsed() < Duration::from_secs(30),
             "{:?}",
