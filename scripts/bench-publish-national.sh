@@ -87,7 +87,7 @@ scenario() {
         fi
         ns=$(($(date +%s%N) - start))
         stop_emulator
-        "$BIN" simulate drain --queue dueslag.national --idle-ms 1000 >"$WORK/ids" 2>/dev/null
+        "$BIN" simulate drain --queue dueslag.national --idle-ms 5000 >"$WORK/ids" 2>/dev/null
         got=$(sort -u "$WORK/ids" | wc -l)
         all=$(wc -l <"$WORK/ids")
         if [[ "$got" -ne "$EVENTS" ]]; then

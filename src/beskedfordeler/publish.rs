@@ -476,8 +476,9 @@ async fn publish_batch<B: Broker>(
     // Lost replies: replies come back about in the order the messages
     // went out, so a message still unanswered well after a later one was
     // answered (or, at the end of the batch, well after it went out) has
-    // lost its reply; it is sent again after `grace` (four round trips,
-    // at least 200 ms, at most 1 s) instead of the whole reply_timeout,
+    // lost its reply; it is sent again after `grace` (four round trips as
+    // measured now, so a loaded broker's slow answers are not taken for
+    // lost ones; at least 200 ms) instead of the whole reply_timeout,
     // which would stall the batch. Its event may then arrive twice: what
     // at-least-once allows, and what any resend of it would cost.
     let mut rtt: Option<Duration> = None;
@@ -609,7 +610,7 @@ async fn publish_batch<B: Broker>(
         // Wait for a reply, or until the next message is overdue.
         let grace = rtt.map_or(cfg.reply_timeout, |r| {
             (r * 4)
-                .clamp(Duration::from_millis(200), Duration::from_secs(1))
+                .max(Duration::from_millis(200))
                 .min(cfg.reply_timeout)
         });
         // Once every event has gone out, nothing later can be answered:
