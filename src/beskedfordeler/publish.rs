@@ -1021,12 +1021,21 @@ mod tests {
     }
 
     fn publish(path: &Path, n: u64, broker: &mut Scripted) -> BatchOutcome {
-        let cfg = bf_config();
+        publish_with(path, n, broker, &bf_config())
+    }
+
+    /// One batch from its cursor on, with `cfg`.
+    fn publish_with(
+        path: &Path,
+        n: u64,
+        broker: &mut Scripted,
+        cfg: &BeskedfordelerConfig,
+    ) -> BatchOutcome {
         crate::rt::runtime().unwrap().block_on(async {
             let mut link = None;
             let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
             let start = outbox::read_cursor(path).unwrap();
-            publish_batch(path, AUTHORITY, n, start, &cfg, broker, &mut link, &tokens)
+            publish_batch(path, AUTHORITY, n, start, cfg, broker, &mut link, &tokens)
                 .await
                 .unwrap()
         })
@@ -1080,22 +1089,7 @@ mod tests {
         cfg.reply_timeout = Duration::from_secs(60);
         cfg.outage_deadline = Duration::from_secs(120);
         let clock = Instant::now();
-        let o = crate::rt::runtime().unwrap().block_on(async {
-            let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
-            let mut link = None;
-            publish_batch(
-                &path,
-                AUTHORITY,
-                50,
-                0,
-                &cfg,
-                &mut broker,
-                &mut link,
-                &tokens,
-            )
-            .await
-            .unwrap()
-        });
+        let o = publish_with(&path, 50, &mut broker, &cfg);
         assert_eq!(
             (o.status, o.published, o.sent),
             (BatchStatus::Published, 50, 51)
@@ -1124,22 +1118,7 @@ mod tests {
         cfg.reply_timeout = Duration::from_secs(60);
         cfg.outage_deadline = Duration::from_secs(120);
         let clock = Instant::now();
-        let o = crate::rt::runtime().unwrap().block_on(async {
-            let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
-            let mut link = None;
-            publish_batch(
-                &path,
-                AUTHORITY,
-                10,
-                0,
-                &cfg,
-                &mut broker,
-                &mut link,
-                &tokens,
-            )
-            .await
-            .unwrap()
-        });
+        let o = publish_with(&path, 10, &mut broker, &cfg);
         assert_eq!(
             (o.status, o.published, o.sent),
             (BatchStatus::Published, 10, 11)

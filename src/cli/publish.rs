@@ -71,19 +71,6 @@ pub(super) fn publish_command(a: &PublishArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Events in the outbox not yet confirmed.
-fn unpublished_events(state: &Path) -> u64 {
-    crate::store::outbox::list(state)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| {
-            let h = crate::store::outbox::read_header(p).ok()?;
-            let c = crate::store::outbox::read_cursor(p).ok()?;
-            Some(h.n_events.saturating_sub(c))
-        })
-        .sum()
-}
-
 /// Publishes, prints a table, writes a JSON report (and adds to the
 /// metrics); the exit code.
 pub(super) fn publish_and_report(
@@ -148,7 +135,10 @@ pub(super) fn publish_and_report(
         m.add_publish(
             &report.batches,
             duration,
-            unpublished_events(&cfg.state_dir),
+            crate::store::outbox::unpublished(&cfg.state_dir)?
+                .values()
+                .map(|(_, events)| events)
+                .sum(),
         );
     }
     Ok(if t.complete {

@@ -76,8 +76,8 @@ impl Metrics {
     /// success (this run's end if it succeeded, else the time of the
     /// authority's last commit: its current pointer's).
     pub fn add_run(&mut self, report: &Report, state: &State, duration_secs: f64) {
-        let kind = report.kind.as_str();
-        let finished = seconds(&report.finished_at).unwrap_or_default();
+        let kind = report.header.kind.as_str();
+        let finished = seconds(&report.header.finished_at).unwrap_or_default();
         let cmd = || vec![("command", kind.to_owned())];
         self.gauge(
             "nemsms_diff_run_last_timestamp_seconds",

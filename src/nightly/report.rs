@@ -135,9 +135,9 @@ pub fn run_id() -> &'static str {
 /// The program's version, as reports and metrics give it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The whole run's report (also written as JSON into the state directory).
+/// The fields every report starts with (README, "Reports").
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
+pub struct Header {
     pub schema: u32,
     pub kind: String,
     pub run_id: String,
@@ -145,6 +145,28 @@ pub struct Report {
     pub started_at: String,
     pub finished_at: String,
     pub config: String,
+}
+
+impl Header {
+    /// A header of `kind` finishing now.
+    pub fn new(kind: &str, started_at: String, config: &std::path::Path) -> Header {
+        Header {
+            schema: SCHEMA,
+            kind: kind.to_owned(),
+            run_id: run_id().to_owned(),
+            version: VERSION.to_owned(),
+            started_at,
+            finished_at: now_rfc3339(),
+            config: config.display().to_string(),
+        }
+    }
+}
+
+/// The whole run's report (also written as JSON into the state directory).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub header: Header,
     pub dates: Vec<String>,
     pub outcomes: Vec<Outcome>,
     pub n_problems: usize,
@@ -250,32 +272,17 @@ pub fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> a
         .with_context(|| format!("cannot write report {}", path.display()))
 }
 
-/// The header every report starts with, as a JSON object to extend
-/// (republish, prune): `schema`, `kind`, `run_id`, `version`,
-/// `started_at`, `finished_at`, `config`.
+/// A [`Header`] as a JSON object to extend (republish, prune records).
 pub fn header(kind: &str, started_at: &str, config: &std::path::Path) -> serde_json::Value {
-    serde_json::json!({
-        "schema": SCHEMA,
-        "kind": kind,
-        "run_id": run_id(),
-        "version": VERSION,
-        "started_at": started_at,
-        "finished_at": now_rfc3339(),
-        "config": config.display().to_string(),
-    })
+    serde_json::to_value(Header::new(kind, started_at.to_owned(), config)).expect("serializable")
 }
 
 /// A publish's report: the same header fields as a run's, each batch's
 /// outcome, and totals.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PublishReport {
-    pub schema: u32,
-    pub kind: String,
-    pub run_id: String,
-    pub version: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub config: String,
+    #[serde(flatten)]
+    pub header: Header,
     pub batches: Vec<crate::beskedfordeler::publish::BatchOutcome>,
     pub totals: PublishTotals,
 }
@@ -305,13 +312,7 @@ impl PublishReport {
                 .all(|o| o.status == crate::beskedfordeler::publish::BatchStatus::Published),
         };
         PublishReport {
-            schema: SCHEMA,
-            kind: "publish".into(),
-            run_id: run_id().into(),
-            version: VERSION.into(),
-            started_at,
-            finished_at: now_rfc3339(),
-            config: config.display().to_string(),
+            header: Header::new("publish", started_at, config),
             batches,
             totals,
         }

@@ -169,13 +169,7 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         outcomes.extend(r?);
     }
     let mut report = Report {
-        schema: crate::nightly::report::SCHEMA,
-        kind: req.kind.as_str().to_owned(),
-        run_id: crate::nightly::report::run_id().to_owned(),
-        version: crate::nightly::report::VERSION.to_owned(),
-        started_at: started,
-        finished_at: now_rfc3339(),
-        config: cfg.path.display().to_string(),
+        header: crate::nightly::report::Header::new(req.kind.as_str(), started, &cfg.path),
         dates: req.dates.iter().map(Date::to_string).collect(),
         n_problems: outcomes.iter().filter(|o| o.status.is_problem()).count(),
         // Totals count what was emitted; a quarantine's changes are held back.

@@ -105,17 +105,7 @@ fn last_runs(state: &State) -> std::collections::HashMap<String, LastRun> {
 pub fn collect(cfg: &Config, config_path: &Path) -> anyhow::Result<StatusReport> {
     let state = State::new(cfg.state_dir.clone());
     let runs = last_runs(&state);
-    let mut unpublished: std::collections::HashMap<u32, (u64, u64)> =
-        std::collections::HashMap::new();
-    for path in outbox::list(&cfg.state_dir).unwrap_or_default() {
-        let header = outbox::read_header(&path)?;
-        let cursor = outbox::read_cursor(&path)?;
-        if cursor < header.n_events {
-            let e = unpublished.entry(header.authority).or_default();
-            e.0 += 1;
-            e.1 += header.n_events - cursor;
-        }
-    }
+    let unpublished = outbox::unpublished(&cfg.state_dir)?;
     let mut authorities = Vec::new();
     for a in &cfg.authorities {
         let cvr = keys::format(KeyKind::Cvr, a.cvr);

@@ -391,6 +391,25 @@ pub fn read_cursor(batch: &Path) -> io::Result<u64> {
     }
 }
 
+/// Per authority, the batches not yet fully confirmed and their
+/// unconfirmed events.
+pub fn unpublished(state: &Path) -> Result<std::collections::HashMap<u32, (u64, u64)>, BatchError> {
+    let mut out: std::collections::HashMap<u32, (u64, u64)> = std::collections::HashMap::new();
+    for path in list(state).unwrap_or_default() {
+        let header = read_header(&path)?;
+        let cursor = read_cursor(&path).map_err(|source| BatchError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if cursor < header.n_events {
+            let e = out.entry(header.authority).or_default();
+            e.0 += 1;
+            e.1 += header.n_events - cursor;
+        }
+    }
+    Ok(out)
+}
+
 /// Every batch under the state directory, by date then authority.
 pub fn list(state: &Path) -> io::Result<Vec<PathBuf>> {
     let root = state.join("outbox");

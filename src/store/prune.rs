@@ -34,7 +34,7 @@ use jiff::civil::Date;
 use crate::domain::dates::parse_date;
 use crate::domain::keys;
 use crate::store::outbox;
-use crate::store::state::State;
+use crate::store::state::{State, stale_temp};
 
 /// What prune keeps.
 #[derive(Debug, Clone, Copy)]
@@ -132,12 +132,6 @@ fn days_before(d: Date, n: u32) -> Date {
         .unwrap_or(Date::MIN)
 }
 
-fn leftover_temp(p: &Path) -> bool {
-    crate::fsutil::temp_writer(p).is_some_and(|pid| {
-        pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-    })
-}
-
 /// Works out what to remove. Reads only. Files it cannot make sense of
 /// (a corrupt batch, an unreadable cursor) are kept, and `check` names
 /// them.
@@ -214,7 +208,7 @@ pub fn plan(state: &State, policy: &Policy) -> anyhow::Result<Plan> {
                         events: None,
                     });
                 }
-            } else if leftover_temp(file) {
+            } else if stale_temp(file) {
                 batch_items.push(leftover(file));
             }
         }
@@ -231,7 +225,7 @@ pub fn plan(state: &State, policy: &Policy) -> anyhow::Result<Plan> {
         for file in entries(dir).with_context(|| ctx(dir))? {
             match file_name(&file).strip_suffix(".snap").map(parse_date) {
                 Some(Ok(d)) => dates.push((d, file)),
-                _ if leftover_temp(&file) => plan.items.push(leftover(&file)),
+                _ if stale_temp(&file) => plan.items.push(leftover(&file)),
                 _ => {}
             }
         }
@@ -260,7 +254,7 @@ pub fn plan(state: &State, policy: &Policy) -> anyhow::Result<Plan> {
     // Reports.
     let reports = state.reports();
     for file in entries(&reports).with_context(|| ctx(&reports))? {
-        if leftover_temp(&file) {
+        if stale_temp(&file) {
             plan.items.push(leftover(&file));
         } else if file_name(&file).ends_with(".json")
             && crate::fsutil::mtime(&file)
@@ -284,7 +278,7 @@ pub fn plan(state: &State, policy: &Policy) -> anyhow::Result<Plan> {
         let cur = current.get(&cvr).copied().flatten();
         for file in entries(&dir).with_context(|| ctx(&dir))? {
             let committed = parse_date(file_name(&file)).is_ok_and(|d| cur.is_some_and(|c| d <= c));
-            if committed || leftover_temp(&file) {
+            if committed || stale_temp(&file) {
                 plan.items.push(leftover(&file));
             }
         }
@@ -292,7 +286,7 @@ pub fn plan(state: &State, policy: &Policy) -> anyhow::Result<Plan> {
     for sub in ["current", "changelists"] {
         let dir = root.join(sub);
         for file in entries(&dir).with_context(|| ctx(&dir))? {
-            if leftover_temp(&file) {
+            if stale_temp(&file) {
                 plan.items.push(leftover(&file));
             }
         }

@@ -215,9 +215,7 @@ impl State {
                     // directory is never walked into.
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
                         stack.push(path);
-                    } else if fsutil::temp_writer(&path)
-                        .is_some_and(|pid| pid == std::process::id() || !pid_alive(pid))
-                    {
+                    } else if stale_temp(&path) {
                         fs::remove_file(&path)
                             .with_context(|| format!("cannot remove stale {}", path.display()))?;
                     }
@@ -230,6 +228,13 @@ impl State {
 
 fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// A temp file ([`fsutil::temp_path`]) whose writer is gone (or is this
+/// process, which calls this before it writes any): safe to remove under
+/// the state lock.
+pub fn stale_temp(path: &Path) -> bool {
+    fsutil::temp_writer(path).is_some_and(|pid| pid == std::process::id() || !pid_alive(pid))
 }
 
 /// The change list last applied for an authority: `STATE/changelists/<cvr>`.

@@ -107,17 +107,8 @@ fn error_codes_stop_the_batch_and_reach_the_report() {
         "{table}"
     );
     assert!(table.contains("publish incomplete"), "{table}");
-    let reports: Vec<_> = fs::read_dir(flow.path().join("state/reports"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("publish-")
-        })
-        .collect();
-    let report = fs::read_to_string(&reports[0]).unwrap();
+    let report =
+        fs::read_to_string(report_of(&flow.path().join("state"), "publish").unwrap()).unwrap();
     assert!(report.contains("StatusKode 57"), "{report}");
     let list = stdout(&run(
         flow.path(),
@@ -438,7 +429,7 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
         .collect();
     assert!(ids.len() > 10);
     assert!(ids.iter().all(|i| first.contains(i)));
-    let republish = |from: &str| {
+    let republish_of = |authority: &str, date: &str, from: &str| {
         run(
             flow.path(),
             &[
@@ -446,29 +437,19 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
                 "--config",
                 "config.toml",
                 "--authority",
-                &a,
+                authority,
                 "--date",
-                "2026-01-02",
+                date,
                 "--from-event",
                 from,
             ],
         )
     };
+    let republish = |from: &str| republish_of(&a, "2026-01-02", from);
     // Out of range, or a batch that does not exist: usage errors.
     assert_code(&republish("0"), 2);
     assert_code(&republish(&(ids.len() + 1).to_string()), 2);
-    let out = run(
-        flow.path(),
-        &[
-            "republish",
-            "--config",
-            "config.toml",
-            "--authority",
-            &a,
-            "--date",
-            "2026-01-05",
-        ],
-    );
+    let out = republish_of(&a, "2026-01-05", "1");
     assert_code(&out, 2);
     assert!(
         stderr(&out).contains("no batch for authority"),
@@ -476,18 +457,7 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
         stderr(&out)
     );
     // An authority the config does not have.
-    let out = run(
-        flow.path(),
-        &[
-            "republish",
-            "--config",
-            "config.toml",
-            "--authority",
-            "29189846",
-            "--date",
-            "2026-01-02",
-        ],
-    );
+    let out = republish_of("29189846", "2026-01-02", "1");
     assert_code(&out, 2);
     assert!(stderr(&out).contains("is not in"), "{}", stderr(&out));
     let out = republish("5");
@@ -497,16 +467,7 @@ fn republish_sends_one_batch_again_with_the_same_ids() {
         "{}",
         stdout(&out)
     );
-    let record = fs::read_dir(flow.path().join("state/reports"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("republish-")
-        })
-        .expect("the reset is recorded");
+    let record = report_of(&flow.path().join("state"), "republish").expect("the reset is recorded");
     let r: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
     assert_eq!(
         (r["schema"].as_u64(), r["kind"].as_str()),

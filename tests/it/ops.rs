@@ -237,16 +237,7 @@ fn publish_metrics_and_report_count_what_was_confirmed() {
     );
     // The report: publish-<stamp>-<pid>.json, the run reports' header
     // fields, each batch and totals.
-    let report = fs::read_dir(flow.path().join("state/reports"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("publish-")
-        })
-        .unwrap();
+    let report = crate::report_of(&flow.path().join("state"), "publish").unwrap();
     let name = report.file_name().unwrap().to_string_lossy().into_owned();
     let parts: Vec<&str> = name.trim_end_matches(".json").split('-').collect();
     assert_eq!(parts.len(), 3, "{name}");

@@ -162,12 +162,7 @@ fn prune_removes_only_what_is_no_longer_needed() {
         "{text}"
     );
     // What it removed is recorded, and the state checks clean.
-    assert!(fs::read_dir(state.join("reports")).unwrap().any(|e| {
-        e.unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with("prune-")
-    }));
+    assert!(crate::report_of(&state, "prune").is_some());
     let check = run_env(d, &["check", "--config", "config.toml"], &[]);
     assert_code(&check, 0);
 

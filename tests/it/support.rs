@@ -215,6 +215,24 @@ pub fn state_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// The first report in `state/reports` whose name starts with `kind-`
+/// (`publish`, `republish`, `prune`, …).
+pub fn report_of(state: &Path, kind: &str) -> Option<PathBuf> {
+    let prefix = format!("{kind}-");
+    let mut found: Vec<PathBuf> = fs::read_dir(state.join("reports"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
