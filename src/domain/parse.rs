@@ -243,6 +243,104 @@ fn split_chunks(data: &[u8], body: usize) -> Vec<(usize, usize)> {
     chunks
 }
 
+/// The length of the line terminator at `rest[i]` (LF or CRLF), if one is there.
+#[inline]
+fn eol(rest: &[u8], i: usize) -> Option<usize> {
+    match rest.get(i)? {
+        b'\n' => Some(1),
+        b'\r' if rest.get(i + 1) == Some(&b'\n') => Some(2),
+        _ => None,
+    }
+}
+
+/// The common line shapes, recognised without splitting the line: a bare
+/// key (`0101901234`) or a typed pair (`CPR;0101901234`, `0101901234;CPR`,
+/// any delimiter), each ending in LF or CRLF. Returns the key and the bytes
+/// taken; `None` sends the line to the general path (which also gives
+/// every error).
+#[inline]
+fn fast_line(rest: &[u8], shape: Shape, d: u8) -> Option<((KeyKind, u32), usize)> {
+    let cpr = |at: usize| keys::parse_cpr_fast(rest.get(at..at + 10)?.try_into().ok()?);
+    let cvr = |at: usize| keys::parse_cvr_fast(rest.get(at..at + 8)?.try_into().ok()?);
+    match shape {
+        Shape::KeyOnly => {
+            if let Some(n) = eol(rest, 10) {
+                return Some(((KeyKind::Cpr, cpr(0)?), 10 + n));
+            }
+            let n = eol(rest, 8)?;
+            Some(((KeyKind::Cvr, cvr(0)?), 8 + n))
+        }
+        Shape::TypeFirst => {
+            if rest.get(3) != Some(&d) {
+                return None;
+            }
+            match &rest[..3] {
+                b"CPR" => Some(((KeyKind::Cpr, cpr(4)?), 14 + eol(rest, 14)?)),
+                b"CVR" => Some(((KeyKind::Cvr, cvr(4)?), 12 + eol(rest, 12)?)),
+                _ => None,
+            }
+        }
+        Shape::NummerFirst => {
+            if rest.get(10) == Some(&d) && rest.get(11..14) == Some(b"CPR") {
+                return Some(((KeyKind::Cpr, cpr(0)?), 14 + eol(rest, 14)?));
+            }
+            if rest.get(8) == Some(&d) && rest.get(9..12) == Some(b"CVR") {
+                return Some(((KeyKind::Cvr, cvr(0)?), 12 + eol(rest, 12)?));
+            }
+            None
+        }
+        Shape::Other => None,
+    }
+}
+
+/// Which fast line shape a layout allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    KeyOnly,
+    TypeFirst,
+    NummerFirst,
+    Other,
+}
+
+impl Layout {
+    fn shape(&self) -> Shape {
+        match (self.n_columns, self.nummer, self.kind) {
+            (1, _, _) => Shape::KeyOnly,
+            (2, 1, Some(0)) => Shape::TypeFirst,
+            (2, 0, Some(1)) => Shape::NummerFirst,
+            _ => Shape::Other,
+        }
+    }
+
+    /// Validates one unquoted line, split in one pass over its delimiters.
+    #[inline]
+    fn key_of_line(&self, line: &[u8]) -> Result<(KeyKind, u32), Reason> {
+        let d = self.delimiter;
+        let (mut nummer, mut kind): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+        let mut n_fields = 0;
+        let mut field_start = 0;
+        let kind_col = self.kind.unwrap_or(usize::MAX);
+        for end in memchr::memchr_iter(d, line).chain(std::iter::once(line.len())) {
+            if n_fields == self.nummer {
+                nummer = Some(&line[field_start..end]);
+            } else if n_fields == kind_col {
+                kind = Some(&line[field_start..end]);
+            }
+            n_fields += 1;
+            field_start = end + 1;
+        }
+        self.key(n_fields, |i| {
+            if i == self.nummer {
+                nummer
+            } else if i == kind_col {
+                kind
+            } else {
+                None
+            }
+        })
+    }
+}
+
 fn parse_chunk(
     data: &[u8],
     start: usize,
@@ -253,42 +351,23 @@ fn parse_chunk(
     let estimate = (end - start) / 11 + 1;
     out.cpr.reserve(estimate);
     let mut pos = start;
-    let key_only = layout.n_columns == 1;
+    let shape = layout.shape();
+    let d = layout.delimiter;
     while pos < end {
-        if key_only {
-            // Fastest path: a bare 10- or 8-digit key and LF; anything else
-            // (CRLF, spaces, errors, the last line) takes the general path.
-            let rest = &data[pos..end];
-            if rest.len() > 10 && rest[10] == b'\n' {
-                if let Some(v) = keys::parse_cpr_fast(rest[..10].try_into().expect("10 bytes")) {
-                    out.push((KeyKind::Cpr, v));
-                    pos += 11;
-                    continue;
-                }
-            } else if rest.len() > 8
-                && rest[8] == b'\n'
-                && let Some(v) = keys::parse_cvr_fast(rest[..8].try_into().expect("8 bytes"))
-            {
-                out.push((KeyKind::Cvr, v));
-                pos += 9;
-                continue;
-            }
+        if let Some((key, taken)) = fast_line(&data[pos..end], shape, d) {
+            out.push(key);
+            pos += taken;
+            continue;
         }
         let line_end = memchr::memchr(b'\n', &data[pos..end]).map_or(end, |p| pos + p);
         let line = &data[pos..line_end];
-        if key_only {
-            // Fast path: the line is the key, maybe with a trailing CR.
-            let key = trim(line);
-            if !key.is_empty() {
-                match keys::parse_any(key) {
-                    Ok(k) => out.push(k),
-                    Err(e) => return Err((pos, e.into())),
-                }
-            }
-        } else if !trim(line).is_empty() {
-            let d = layout.delimiter;
-            let n_fields = memchr::memchr_iter(d, line).count() + 1;
-            let key = layout.key(n_fields, |i| line.split(|&b| b == d).nth(i));
+        if !trim(line).is_empty() {
+            let key = if shape == Shape::KeyOnly {
+                // The line is the key, maybe with spaces or a CR.
+                keys::parse_any(trim(line)).map_err(Reason::from)
+            } else {
+                layout.key_of_line(line)
+            };
             match key {
                 Ok(k) => out.push(k),
                 Err(reason) => return Err((pos, reason)),
@@ -484,6 +563,91 @@ mod tests {
         text.push_str("3002001234\n");
         let err = parse_list(text.as_bytes()).unwrap_err();
         assert_eq!(err.line, 300_002);
+    }
+
+    #[test]
+    fn typed_and_wide_shapes_agree_with_key_only() {
+        let keys = ["0101901234", "13585628", "2512851234", "24256790"];
+        let kind = |k: &str| if k.len() == 10 { "CPR" } else { "CVR" };
+        let key_only: String = std::iter::once("nummer".to_owned())
+            .chain(keys.iter().map(|k| k.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let expected = ok(&key_only).keys;
+        let mut shapes: Vec<String> = Vec::new();
+        for eol in ["\n", "\r\n"] {
+            for d in [";", ","] {
+                let rows = |f: &dyn Fn(&str) -> String| {
+                    keys.iter().map(|k| f(k) + eol).collect::<String>()
+                };
+                shapes
+                    .push(format!("type{d}nummer{eol}") + &rows(&|k| format!("{}{d}{k}", kind(k))));
+                shapes
+                    .push(format!("nummer{d}type{eol}") + &rows(&|k| format!("{k}{d}{}", kind(k))));
+                shapes.push(
+                    format!("type{d}nummer{eol}")
+                        + &rows(&|k| format!("{}{d} {k} ", kind(k).to_lowercase())),
+                );
+                shapes.push(
+                    format!("navn{d}type{d}nummer{d}oprettet{d}note{d}kanal{eol}")
+                        + &rows(&|k| {
+                            format!("Jens Hansen{d}{}{d}{k}{d}2024-01-31{d}ok{d}sms", kind(k))
+                        }),
+                );
+            }
+        }
+        for input in &shapes {
+            assert_eq!(ok(input).keys, expected, "input {input:?}");
+            assert_eq!(ok(input).n_rows, 4, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn typed_rows_are_checked_like_any_row() {
+        for (input, reason) in [
+            (
+                "type;nummer\nCPR;3002001234\n",
+                Reason::Key(KeyError::ImpossibleDate),
+            ),
+            (
+                "type;nummer\nCVR;13585627\n",
+                Reason::Key(KeyError::BadCheckDigit),
+            ),
+            (
+                "type;nummer\nCVR;0101901234\n",
+                Reason::TypeMismatch {
+                    declared: KeyKind::Cvr,
+                    found: 10,
+                },
+            ),
+            (
+                "nummer;type\n13585628;CPR\n",
+                Reason::TypeMismatch {
+                    declared: KeyKind::Cpr,
+                    found: 8,
+                },
+            ),
+            ("type;nummer\nCPX;0101901234\n", Reason::BadType),
+            (
+                "type;nummer\nCPR;0101901234;x\n",
+                Reason::FieldCount {
+                    found: 3,
+                    expected: 2,
+                },
+            ),
+        ] {
+            let mut text = String::from("type;nummer\n");
+            for _ in 0..200_000 {
+                text.push_str("CPR;0101901234\n");
+            }
+            text.push_str(input.strip_prefix("type;nummer\n").unwrap_or(input));
+            let (line, body) = if input.starts_with("nummer;type") {
+                (2, input.to_owned())
+            } else {
+                (200_002, text)
+            };
+            check_err(&body, line, reason);
+        }
     }
 
     #[test]
