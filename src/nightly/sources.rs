@@ -194,7 +194,7 @@ impl Sources {
                     ListMode::Full => wire::ListKind::Full,
                     ListMode::Delta => wire::ListKind::Change,
                 };
-                let fetched = client.fetch_list(&a.register_sysid, date, kind, &tmp)?;
+                let fetched = client.fetch_list(&a.register_sysid, date, kind)?;
                 let taken_at = taken_at(state, a.cvr, date)?;
                 if kind == wire::ListKind::Full {
                     return Ok(Loaded {

@@ -9,7 +9,6 @@
 //! list, the SF2250 pass-through `PUT`s, CSV lists over HTTPS, and the
 //! service window (Sunday 00:00-04:00 Danish time).
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -133,30 +132,78 @@ fn copy_capped(
     cap: u64,
     what: &str,
 ) -> Result<u64, FetchError> {
-    use std::io::Read;
-    let mut limited = resp.take(cap + 1);
-    // The headers came: an error reading the body is a cut.
-    let n = std::io::copy(&mut limited, out).map_err(|e| {
-        // reqwest's errors carry the URL, which may hold a CPR number.
-        if e.get_ref().is_some_and(|i| i.is::<reqwest::Error>()) {
-            return match e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
-                Some(Ok(r)) => FetchError::CutShort(format!("{what}: {}", r.without_url())),
-                _ => FetchError::CutShort(what.to_owned()),
-            };
-        }
-        match e.kind() {
-            std::io::ErrorKind::Other
-            | std::io::ErrorKind::UnexpectedEof
-            | std::io::ErrorKind::ConnectionReset => FetchError::CutShort(format!("{what}: {e}")),
-            _ => FetchError::Io(format!("{what}: {e}")),
-        }
-    })?;
-    if n > cap {
-        return Err(FetchError::Io(format!(
-            "{what} is larger than the limit of {cap} bytes"
-        )));
+    let mut body = Body::new(resp, cap, what);
+    match std::io::copy(&mut body, out) {
+        Ok(n) => Ok(n),
+        Err(e) => Err(body
+            .error
+            .take()
+            .unwrap_or_else(|| FetchError::Io(format!("{what}: {e}")))),
     }
-    Ok(n)
+}
+
+/// A response body read with a cap on its size. A transport error while
+/// reading it is kept (the headers came: it is a cut, and retryable), for
+/// the caller to report in place of what its parser made of the failed
+/// read.
+struct Body<'a, R> {
+    inner: R,
+    n: u64,
+    cap: u64,
+    what: &'a str,
+    error: Option<FetchError>,
+}
+
+impl<'a, R: std::io::Read> Body<'a, R> {
+    fn new(inner: R, cap: u64, what: &'a str) -> Self {
+        Body {
+            inner,
+            n: 0,
+            cap,
+            what,
+            error: None,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Body<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let what = self.what;
+        match self.inner.read(out) {
+            Ok(k) => {
+                self.n += k as u64;
+                if self.n > self.cap {
+                    let cap = self.cap;
+                    self.error = Some(FetchError::Io(format!(
+                        "{what} is larger than the limit of {cap} bytes"
+                    )));
+                    return Err(std::io::Error::other("body over its limit"));
+                }
+                Ok(k)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                // reqwest's errors carry the URL, which may hold a CPR number.
+                let err = if e.get_ref().is_some_and(|i| i.is::<reqwest::Error>()) {
+                    match e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
+                        Some(Ok(r)) => FetchError::CutShort(format!("{what}: {}", r.without_url())),
+                        _ => FetchError::CutShort(what.to_owned()),
+                    }
+                } else {
+                    match e.kind() {
+                        std::io::ErrorKind::Other
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset => {
+                            FetchError::CutShort(format!("{what}: {e}"))
+                        }
+                        _ => FetchError::Io(format!("{what}: {e}")),
+                    }
+                };
+                self.error = Some(err);
+                Err(std::io::Error::other("body cut short"))
+            }
+        }
+    }
 }
 
 /// A Register client with one client certificate.
@@ -332,7 +379,6 @@ impl Client {
         sysid: &str,
         date: jiff::civil::Date,
         kind: ListKind,
-        tmp: &Path,
     ) -> Result<FetchedList, FetchError> {
         let path = match kind {
             ListKind::Full => wire::full_list_path(sysid),
@@ -381,10 +427,7 @@ impl Client {
                 found: declared,
             });
         }
-        crate::fsutil::create_dir_all(tmp)
-            .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", tmp.display())))?;
-        let dellister = self.fetch_dellister(&rc, tmp, deadline)?;
-        let _ = std::fs::remove_dir_all(tmp);
+        let dellister = self.fetch_dellister(&rc, deadline)?;
         let mut out = FetchedList {
             list_id: rc.list_id,
             n_dellister: dellister.len(),
@@ -408,7 +451,6 @@ impl Client {
     fn fetch_dellister(
         &self,
         rc: &wire::ReferenceCollection,
-        tmp: &Path,
         deadline: Instant,
     ) -> Result<Vec<wire::Delliste>, FetchError> {
         let n = rc.references.len();
@@ -424,8 +466,7 @@ impl Client {
                         if i >= n || stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, tmp, deadline)
-                        {
+                        match self.fetch_delliste(&rc.references[i], i + 1, rc.kind, deadline) {
                             Ok(d) => results.lock().expect("lock")[i] = Some(d),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -438,7 +479,6 @@ impl Client {
             }
         });
         if let Some(e) = first_error.into_inner().expect("lock") {
-            let _ = std::fs::remove_dir_all(tmp);
             return Err(e);
         }
         Ok(results
@@ -454,14 +494,12 @@ impl Client {
         r: &wire::Reference,
         n: usize,
         kind: ListKind,
-        tmp: &Path,
         deadline: Instant,
     ) -> Result<wire::Delliste, FetchError> {
         let url = self.href_url(&r.href)?;
-        let file = tmp.join(format!("delliste-{n}.xml"));
         let what = format!("delliste {n}");
         // The whole download is the unit of retry: a body cut short is a
-        // transport error and is fetched again from the start.
+        // transport error and is fetched (and parsed) again from the start.
         // No entry takes more than a few hundred bytes: a body far larger
         // than its declared count (or never ending) is cut off early.
         let cap = r
@@ -469,22 +507,18 @@ impl Client {
             .saturating_mul(MAX_ENTRY_BYTES)
             .saturating_add(1 << 20)
             .min(MAX_DOWNLOAD);
-        self.retrying(&what, deadline, || {
+        // Parsed as it streams in: no copy on disk, no wait for the end.
+        let d = self.retrying(&what, deadline, || {
             let mut resp = self.send(|| self.http.get(&url))?;
-            let mut out = crate::fsutil::create_private_replacing(&file)
-                .map_err(|e| FetchError::Io(format!("cannot create {}: {e}", file.display())))?;
-            copy_capped(&mut resp, &mut out, cap, &what)?;
-            Ok(())
+            let mut body = Body::new(&mut resp, cap, &what);
+            match wire::parse_delliste(&mut body, kind) {
+                Ok(d) => Ok(d),
+                Err(source) => Err(body.error.take().unwrap_or(FetchError::Wire {
+                    what: what.clone(),
+                    source,
+                })),
+            }
         })?;
-        let reader = std::fs::File::open(&file)
-            .map_err(|e| FetchError::Io(format!("cannot read {}: {e}", file.display())))?;
-        let d = wire::parse_delliste(BufReader::with_capacity(1 << 16, reader), kind).map_err(
-            |source| FetchError::Wire {
-                what: what.clone(),
-                source,
-            },
-        )?;
-        let _ = std::fs::remove_file(&file);
         if d.count != r.count {
             return Err(FetchError::CountMismatch {
                 what,

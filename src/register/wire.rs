@@ -30,7 +30,7 @@
 //! depth, and a size cap on what they buffer. Writers are used by the
 //! register simulator. Pure: bytes or readers in, values out.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use crate::domain::xml;
 
@@ -393,12 +393,308 @@ pub struct Delliste {
     pub count: u64,
 }
 
-/// Parses a delliste of the given kind, streaming.
-pub fn parse_delliste<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, WireError> {
+/// Parses a delliste of the given kind as it streams in.
+///
+/// Entries in their plain form (`<Slutbruger><CPR>…</CPR>[<Aendring>…
+/// </Aendring>]</Slutbruger>`, whitespace allowed between tags, no
+/// prefixes) are recognised by a byte scanner that holds one 64 KiB buffer;
+/// at the first byte it does not recognise (comments, prefixes, entities,
+/// odd whitespace, errors of structure) it hands the rest of the stream to
+/// the hardened generic reader, so both accept and reject the same
+/// documents, with the same entry numbers and byte positions.
+pub fn parse_delliste<R: Read>(r: R, kind: ListKind) -> Result<Delliste, WireError> {
+    let mut s = Scanner {
+        r,
+        buf: vec![0; SCAN_BUF],
+        start: 0,
+        end: 0,
+        consumed: 0,
+        eof: false,
+    };
     let mut out = Delliste::default();
+    let io_err = |s: &Scanner<R>, e: std::io::Error| WireError::Xml {
+        position: s.consumed,
+        message: e.to_string(),
+    };
+    // The prolog, up to the root's start tag, from the first buffer.
+    while !s.eof && s.end < SCAN_BUF {
+        s.fill().map_err(|e| io_err(&s, e))?;
+    }
+    let Some(body) = root_start(&s.buf[..s.end])? else {
+        return s.fall_back(kind, &mut out, None);
+    };
+    s.advance(body);
+    loop {
+        if s.end - s.start < MAX_ITEM && !s.eof {
+            s.fill().map_err(|e| io_err(&s, e))?;
+            continue;
+        }
+        let rest = &s.buf[s.start..s.end];
+        let ws = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        if ws > 0 {
+            s.advance(ws);
+            continue;
+        }
+        match scan_item(rest) {
+            Scanned::Entry {
+                key_kind,
+                digits,
+                change,
+                len,
+            } => {
+                let v = keys::parse_kind(key_kind, &rest[digits..digits + key_kind.digits()])
+                    .map_err(|e| WireError::Entry {
+                        index: out.count + 1,
+                        message: e.to_string(),
+                    })?;
+                out.push(kind, key_kind, v, change)?;
+                s.advance(len);
+            }
+            Scanned::RootEnd => {
+                // Only whitespace may follow.
+                let at = s.start;
+                s.advance(ROOT_END.len());
+                loop {
+                    let rest = &s.buf[s.start..s.end];
+                    if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+                        // Something follows the root: the generic reader
+                        // judges it, from the end tag on.
+                        s.rewind_to(at);
+                        return s.fall_back(kind, &mut out, Some(SYNTHETIC_ROOT));
+                    }
+                    s.advance(rest.len());
+                    if s.eof {
+                        return Ok(out);
+                    }
+                    s.fill().map_err(|e| io_err(&s, e))?;
+                }
+            }
+            Scanned::Other => return s.fall_back(kind, &mut out, Some(SYNTHETIC_ROOT)),
+        }
+    }
+}
+
+/// The buffer of [`parse_delliste`]'s scanner.
+const SCAN_BUF: usize = 64 * 1024;
+/// More bytes than any entry the scanner recognises takes (whitespace
+/// between its tags aside).
+const MAX_ITEM: usize = 256;
+const ROOT_END: &[u8] = b"</SlutbrugerSamling>";
+const SYNTHETIC_ROOT: &[u8] = b"<SlutbrugerSamling>";
+
+struct Scanner<R> {
+    r: R,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Bytes of the stream before `buf[start]`.
+    consumed: u64,
+    eof: bool,
+}
+
+impl<R: Read> Scanner<R> {
+    /// Reads more (moving the unread bytes to the front first).
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.r.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.start += n;
+        self.consumed += n as u64;
+    }
+
+    /// Steps back to `at`, a position still in the buffer.
+    fn rewind_to(&mut self, at: usize) {
+        self.consumed -= (self.start - at) as u64;
+        self.start = at;
+    }
+
+    /// Hands the unread bytes and the rest of the stream to the generic
+    /// reader: the whole document (`prefix` `None`), or what follows the
+    /// root's start tag, behind a synthetic start tag.
+    fn fall_back(
+        self,
+        kind: ListKind,
+        out: &mut Delliste,
+        prefix: Option<&'static [u8]>,
+    ) -> Result<Delliste, WireError> {
+        let prefix = prefix.unwrap_or_default();
+        // Positions in the synthetic stream, mapped back to the real one.
+        let shift = self.consumed - prefix.len() as u64;
+        let head = [prefix, &self.buf[self.start..self.end]].concat();
+        let input = std::io::Cursor::new(head).chain(self.r);
+        parse_entries(
+            std::io::BufReader::with_capacity(SCAN_BUF, input),
+            kind,
+            out,
+            shift,
+        )?;
+        Ok(std::mem::take(out))
+    }
+}
+
+/// Where the body of a delliste starts: just after a root start tag
+/// `<SlutbrugerSamling …>` preceded only by an XML declaration, comments
+/// and whitespace. `None` when the prolog is anything else (the generic
+/// reader then reads the whole document and gives any error); a DOCTYPE is
+/// refused here already.
+fn root_start(head: &[u8]) -> Result<Option<usize>, WireError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(head);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Decl(_) | Event::Comment(_)) => {}
+            Ok(Event::Text(t)) if t.clone().into_inner().trim().is_empty() => {}
+            Ok(Event::DocType(_)) => return Err(WireError::Doctype),
+            Ok(Event::Start(e)) if e.name().as_ref().as_bytes() == b"SlutbrugerSamling" => {
+                return Ok(usize::try_from(reader.buffer_position()).ok());
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+enum Scanned {
+    /// An entry of `len` bytes whose key's digits start at `digits`.
+    Entry {
+        key_kind: KeyKind,
+        digits: usize,
+        change: Option<Change>,
+        len: usize,
+    },
+    RootEnd,
+    Other,
+}
+
+/// Recognises one entry (or the root's end tag) at the start of `b`.
+#[inline]
+fn scan_item(b: &[u8]) -> Scanned {
+    if b.starts_with(ROOT_END) {
+        return Scanned::RootEnd;
+    }
+    let ws = |at: usize| {
+        at + b[at.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count()
+    };
+    let tag = |at: usize, t: &[u8]| b.get(at..at + t.len()) == Some(t);
+    if !tag(0, b"<Slutbruger>") {
+        return Scanned::Other;
+    }
+    let mut at = ws(12);
+    let (key_kind, close): (KeyKind, &[u8]) = if tag(at, b"<CPR>") {
+        (KeyKind::Cpr, b"</CPR>")
+    } else if tag(at, b"<CVR>") {
+        (KeyKind::Cvr, b"</CVR>")
+    } else {
+        return Scanned::Other;
+    };
+    let digits = at + 5;
+    at = digits + key_kind.digits();
+    if !tag(at, close) {
+        return Scanned::Other;
+    }
+    at = ws(at + close.len());
+    let mut change = None;
+    for (text, c) in [
+        (&b"<Aendring>tilmeldt</Aendring>"[..], Change::SignedUp),
+        (&b"<Aendring>afmeldt</Aendring>"[..], Change::SignedOff),
+    ] {
+        if tag(at, text) {
+            change = Some(c);
+            at = ws(at + text.len());
+            break;
+        }
+    }
+    if !tag(at, b"</Slutbruger>") {
+        return Scanned::Other;
+    }
+    Scanned::Entry {
+        key_kind,
+        digits,
+        change,
+        len: at + 13,
+    }
+}
+
+impl Delliste {
+    /// Adds entry number `count + 1` of a list of `kind`, checking its
+    /// `Aendring` against the kind.
+    fn push(
+        &mut self,
+        kind: ListKind,
+        k: KeyKind,
+        v: u32,
+        change: Option<Change>,
+    ) -> Result<(), WireError> {
+        let index = self.count + 1;
+        let entry_err = |message: &str| WireError::Entry {
+            index,
+            message: message.into(),
+        };
+        let c = match (kind, change) {
+            (ListKind::Full, None) => Change::SignedUp,
+            (ListKind::Full, Some(_)) => return Err(entry_err("Aendring in a full list")),
+            (ListKind::Change, Some(c)) => c,
+            (ListKind::Change, None) => return Err(entry_err("no Aendring in a change list")),
+        };
+        let target = match (k, c) {
+            (KeyKind::Cpr, Change::SignedUp) => &mut self.cpr_up,
+            (KeyKind::Cvr, Change::SignedUp) => &mut self.cvr_up,
+            (KeyKind::Cpr, Change::SignedOff) => &mut self.cpr_off,
+            (KeyKind::Cvr, Change::SignedOff) => &mut self.cvr_off,
+        };
+        target.push(v);
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// Parses a delliste with the hardened generic reader alone: what
+/// [`parse_delliste`] falls back to, and what it must agree with.
+#[doc(hidden)]
+pub fn parse_delliste_generic<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, WireError> {
+    let mut out = Delliste::default();
+    parse_entries(r, kind, &mut out, 0)?;
+    Ok(out)
+}
+
+/// Parses delliste entries with the generic reader into `out`, which may
+/// already hold the entries the fast scanner read; `shift` is added to the
+/// byte positions in errors (the input then starts with a synthetic root
+/// tag in place of the bytes already read).
+fn parse_entries<R: BufRead>(
+    r: R,
+    kind: ListKind,
+    out: &mut Delliste,
+    shift: u64,
+) -> Result<(), WireError> {
     let mut key: Option<(KeyKind, u32)> = None;
     let mut change: Option<Change> = None;
-    let mut index = 0u64;
+    let mut index = out.count;
     let entry_err = |index: u64, message: String| WireError::Entry { index, message };
     walk(r, "SlutbrugerSamling", |node| match node {
         Node::Text(path, text) => {
@@ -443,28 +739,16 @@ pub fn parse_delliste<R: BufRead>(r: R, kind: ListKind) -> Result<Delliste, Wire
             let (k, v) = key
                 .take()
                 .ok_or_else(|| entry_err(index, "no CPR or CVR".into()))?;
-            let c = match (kind, change.take()) {
-                (ListKind::Full, None) => Change::SignedUp,
-                (ListKind::Full, Some(_)) => {
-                    return Err(entry_err(index, "Aendring in a full list".into()));
-                }
-                (ListKind::Change, Some(c)) => c,
-                (ListKind::Change, None) => {
-                    return Err(entry_err(index, "no Aendring in a change list".into()));
-                }
-            };
-            let target = match (k, c) {
-                (KeyKind::Cpr, Change::SignedUp) => &mut out.cpr_up,
-                (KeyKind::Cvr, Change::SignedUp) => &mut out.cvr_up,
-                (KeyKind::Cpr, Change::SignedOff) => &mut out.cpr_off,
-                (KeyKind::Cvr, Change::SignedOff) => &mut out.cvr_off,
-            };
-            target.push(v);
-            out.count += 1;
-            Ok(())
+            out.push(kind, k, v, change.take())
         }
-    })?;
-    Ok(out)
+    })
+    .map_err(|e| match e {
+        WireError::Xml { position, message } => WireError::Xml {
+            position: position + shift,
+            message,
+        },
+        e => e,
+    })
 }
 
 /// Parses a `Fejl` body, if the body is one.
@@ -615,6 +899,173 @@ mod tests {
         );
         let truncated = &body[..body.len() - 30];
         assert!(parse_delliste(truncated, ListKind::Change).is_err());
+    }
+
+    /// A reader that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// The streaming parser (whole, and fed a few bytes at a time) and the
+    /// generic reader agree on `doc`, entries and errors alike.
+    fn agree(doc: &[u8], kind: ListKind) -> Result<Delliste, WireError> {
+        let generic = parse_delliste_generic(doc, kind);
+        for step in [1, 7, 100_000] {
+            let fast = parse_delliste(Trickle { data: doc, step }, kind);
+            assert_eq!(
+                fast,
+                generic,
+                "step {step}: {}",
+                String::from_utf8_lossy(&doc[..doc.len().min(300)])
+            );
+        }
+        generic
+    }
+
+    /// `n` entries (CPR and CVR, both changes) in the simulator's form.
+    fn entries(n: usize, change: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let c = change.then_some(if i % 3 == 0 {
+                Change::SignedOff
+            } else {
+                Change::SignedUp
+            });
+            if i % 5 == 0 {
+                write_entry(&mut out, KeyKind::Cvr, 13585628, c);
+            } else {
+                write_entry(
+                    &mut out,
+                    KeyKind::Cpr,
+                    101901234 + (i as u32 % 7) * 1_000_000,
+                    c,
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn streaming_parser_agrees_with_the_generic_reader() {
+        let big = entries(5000, false);
+        let mut docs: Vec<(Vec<u8>, ListKind)> = Vec::new();
+        let mut plain = delliste_start().into_bytes();
+        plain.extend_from_slice(&big);
+        plain.extend_from_slice(DELLISTE_END.as_bytes());
+        docs.push((plain.clone(), ListKind::Full));
+        let mut change = delliste_start().into_bytes();
+        change.extend_from_slice(&entries(3000, true));
+        change.extend_from_slice(DELLISTE_END.as_bytes());
+        docs.push((change.clone(), ListKind::Change));
+        let text = String::from_utf8(plain.clone()).unwrap();
+        for variant in [
+            // Pretty-printed, CRLF, no declaration, a prefix, comments.
+            text.replace("<Slutbruger>", "\r\n  <Slutbruger>\r\n    ")
+                .replace("</CPR>", "</CPR>\r\n  "),
+            text.replacen("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", "", 1),
+            text.replace("SlutbrugerSamling", "n:SlutbrugerSamling")
+                .replace(" xmlns=", " xmlns:n="),
+            text.replace("Slutbruger>", "n:Slutbruger>"),
+            text.replacen("<Slutbruger>", "<!-- x --><Slutbruger>", 4000),
+            text.replacen(
+                "</SlutbrugerSamling>",
+                "</SlutbrugerSamling><!-- end -->",
+                1,
+            ),
+            // Whitespace and references in the text, CDATA.
+            text.replacen("<CPR>0101901234</CPR>", "<CPR> 0101901234 </CPR>", 1),
+            text.replacen("<CPR>0101901234", "<CPR>&#48;101901234", 1),
+            text.replacen("<CVR>13585628</CVR>", "<CVR><![CDATA[13585628]]></CVR>", 1),
+            // Other elements, empty root.
+            text.replacen("</Slutbruger>", "<Navn>x</Navn></Slutbruger>", 2),
+            "<?xml version=\"1.0\"?><SlutbrugerSamling xmlns=\"urn:oio:dkal:1.0.0\"/>".into(),
+            "<SlutbrugerSamling>\n</SlutbrugerSamling>\n\n".into(),
+        ] {
+            docs.push((variant.into_bytes(), ListKind::Full));
+        }
+        for (doc, kind) in &docs {
+            let d = agree(doc, *kind).unwrap_or_else(|e| panic!("{e}"));
+            assert!(d.count == 0 || d.count >= 3000, "{}", d.count);
+        }
+        assert_eq!(agree(&plain, ListKind::Full).unwrap().count, 5000);
+        let c = agree(&change, ListKind::Change).unwrap();
+        assert_eq!((c.count, c.cpr_off.len() + c.cvr_off.len()), (3000, 1000));
+    }
+
+    #[test]
+    fn streaming_parser_errors_name_the_entry_and_byte() {
+        // Text after the root is the generic reader's call; both agree.
+        let junk = format!("{}</SlutbrugerSamling>junk", delliste_start());
+        let _ = agree(junk.as_bytes(), ListKind::Full);
+        let mut doc = delliste_start().into_bytes();
+        doc.extend_from_slice(&entries(4000, false));
+        let tail = doc.len();
+        doc.extend_from_slice(DELLISTE_END.as_bytes());
+        let text = String::from_utf8(doc.clone()).unwrap();
+        let at = |s: &str| -> String {
+            let mut t = text.clone();
+            t.insert_str(tail, s);
+            t
+        };
+        for (bad, kind, expected) in [
+            (
+                at("<Slutbruger><CPR>3002001234</CPR></Slutbruger>"),
+                ListKind::Full,
+                "entry 4001: ",
+            ),
+            (
+                at("<Slutbruger><CVR>13585627</CVR></Slutbruger>"),
+                ListKind::Full,
+                "entry 4001: ",
+            ),
+            (
+                at("<Slutbruger><CVR>13585628</CVR><Aendring>afmeldt</Aendring></Slutbruger>"),
+                ListKind::Full,
+                "entry 4001: Aendring in a full list",
+            ),
+            (
+                text.clone(),
+                ListKind::Change,
+                "entry 1: no Aendring in a change list",
+            ),
+            (
+                at("<Slutbruger><CPR>0101901234</CVR></Slutbruger>"),
+                ListKind::Full,
+                "malformed XML at byte",
+            ),
+            (
+                at("<Slutbruger><Aendring>nej</Aendring></Slutbruger>"),
+                ListKind::Full,
+                "entry 4001: ",
+            ),
+            (
+                at("<Slutbruger></Slutbruger>"),
+                ListKind::Full,
+                "entry 4001: no CPR or CVR",
+            ),
+            (
+                text[..text.len() - 40].to_owned(),
+                ListKind::Full,
+                "malformed XML at byte",
+            ),
+        ] {
+            let err = agree(bad.as_bytes(), kind).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+            assert!(
+                !err.contains("300200") && !err.contains("13585627"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
