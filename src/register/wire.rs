@@ -445,11 +445,18 @@ pub fn parse_delliste<R: Read>(r: R, kind: ListKind) -> Result<Delliste, WireErr
                 change,
                 len,
             } => {
-                let v = keys::parse_kind(key_kind, &rest[digits..digits + key_kind.digits()])
-                    .map_err(|e| WireError::Entry {
+                let text = &rest[digits..digits + key_kind.digits()];
+                let fast = match key_kind {
+                    KeyKind::Cpr => text.try_into().ok().and_then(keys::parse_cpr_fast),
+                    KeyKind::Cvr => text.try_into().ok().and_then(keys::parse_cvr_fast),
+                };
+                let v = match fast {
+                    Some(v) => v,
+                    None => keys::parse_kind(key_kind, text).map_err(|e| WireError::Entry {
                         index: out.count + 1,
                         message: e.to_string(),
-                    })?;
+                    })?,
+                };
                 out.push(kind, key_kind, v, change)?;
                 s.advance(len);
             }

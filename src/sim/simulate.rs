@@ -140,11 +140,18 @@ struct Sim {
     /// Per authority: the day through which change lists were deleted.
     consumed: Mutex<HashMap<u32, Date>>,
     served: Mutex<HashMap<String, Arc<Served>>>,
+    /// Dellister already written, by list id (which fixes the content) and
+    /// number, up to [`RENDERED_MAX`] bytes: a register serves prepared
+    /// lists, and the benchmarks should not time the simulator's writer.
+    rendered: Mutex<(usize, HashMap<(String, usize), Bytes>)>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     record: Mutex<Option<std::fs::File>>,
 }
 
 type Resp = crate::http::Resp;
+
+/// Most bytes of written dellister the simulator keeps.
+const RENDERED_MAX: usize = 1 << 30;
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()).boxed());
@@ -593,18 +600,36 @@ impl Sim {
             }
             _ => {}
         }
-        let mut out = wire::delliste_start().into_bytes();
-        out.reserve((to - from) * 48);
-        served.data.write(from, to, &mut out);
-        out.extend_from_slice(wire::DELLISTE_END.as_bytes());
+        let cached = self
+            .rendered
+            .lock()
+            .expect("lock")
+            .1
+            .get(&(id.to_owned(), n))
+            .cloned();
+        let out = match cached {
+            Some(b) => b,
+            None => {
+                let mut out = wire::delliste_start().into_bytes();
+                out.reserve((to - from) * 48);
+                served.data.write(from, to, &mut out);
+                out.extend_from_slice(wire::DELLISTE_END.as_bytes());
+                let out = Bytes::from(out);
+                let mut r = self.rendered.lock().expect("lock");
+                if r.0 + out.len() <= RENDERED_MAX {
+                    r.0 += out.len();
+                    r.1.insert((id.to_owned(), n), out.clone());
+                }
+                out
+            }
+        };
         if self.opts.truncate.contains(&cvr) {
             // Declare the whole body, send half: the client sees the
             // connection end early.
             let full = out.len() as u64;
-            out.truncate(out.len() / 2);
             return Response::new(
                 Truncated {
-                    data: Some(Bytes::from(out)),
+                    data: Some(out.slice(..out.len() / 2)),
                     declared: full,
                 }
                 .boxed(),
@@ -698,6 +723,7 @@ pub fn serve_register(opts: RegisterOptions) -> anyhow::Result<()> {
         lists: Mutex::default(),
         consumed: Mutex::new(consumed),
         served: Mutex::default(),
+        rendered: Mutex::default(),
         record: Mutex::new(record),
     });
     let runtime = crate::rt::runtime()?;
