@@ -143,12 +143,15 @@ struct Sim {
     /// Dellister already written, by list id (which fixes the content) and
     /// number, up to [`RENDERED_MAX`] bytes: a register serves prepared
     /// lists, and the benchmarks should not time the simulator's writer.
-    rendered: Mutex<(usize, HashMap<(String, usize), Bytes>)>,
+    rendered: Mutex<Rendered>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     record: Mutex<Option<std::fs::File>>,
 }
 
 type Resp = crate::http::Resp;
+
+/// Written dellister: their total size, and each by list id and number.
+type Rendered = (usize, HashMap<(String, usize), Bytes>);
 
 /// Most bytes of written dellister the simulator keeps.
 const RENDERED_MAX: usize = 1 << 30;
