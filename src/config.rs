@@ -250,7 +250,7 @@ fn default_concurrency() -> usize {
     4
 }
 fn default_parallel_authorities() -> usize {
-    8
+    16
 }
 fn default_retry_deadline() -> u64 {
     600
