@@ -456,11 +456,12 @@ pub fn radix_sort(v: &mut Vec<u32>) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
     let n = v.len();
-    if n < 512 {
+    if n < 512 || u32::try_from(n).is_err() {
         v.sort_unstable();
         return;
     }
-    let mut hist = vec![[0usize; BUCKETS]; 3];
+    // u32 counts: the three histograms (24 KiB) stay in the L1 cache.
+    let mut hist = vec![[0u32; BUCKETS]; 3];
     for &x in v.iter() {
         hist[0][(x & 0x7FF) as usize] += 1;
         hist[1][((x >> 11) & 0x7FF) as usize] += 1;
@@ -469,14 +470,14 @@ pub fn radix_sort(v: &mut Vec<u32>) {
     let mut src = std::mem::take(v);
     let mut dst = vec![0u32; n];
     for (pass, counts) in hist.iter().enumerate() {
-        if counts.contains(&n) {
+        if counts.contains(&(n as u32)) {
             continue;
         }
         let mut offsets = [0usize; BUCKETS];
         let mut sum = 0;
         for (o, &c) in offsets.iter_mut().zip(counts.iter()) {
             *o = sum;
-            sum += c;
+            sum += c as usize;
         }
         let shift = pass as u32 * BITS;
         for &x in &src {
