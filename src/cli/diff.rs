@@ -136,13 +136,26 @@ pub(super) fn diff_dirs(old: &Path, new: &Path, out: &Path, format: Format) -> a
     names.sort();
     names.dedup();
     fsutil::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let results: Vec<PairResult> = names
+    // Largest pair first: started late, the biggest list would be parsed
+    // alone at the end. The report keeps the names' order.
+    let bytes = |name: &String| {
+        [old, new]
+            .iter()
+            .filter_map(|d| std::fs::metadata(d.join(name)).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+    };
+    let mut by_size: Vec<(u64, &String)> = names.iter().map(|n| (bytes(n), n)).collect();
+    by_size.sort_by_key(|&(b, n)| (std::cmp::Reverse(b), n));
+    let mut results: Vec<PairResult> = by_size
         .par_iter()
-        .map(|name| PairResult {
+        .with_max_len(1)
+        .map(|&(_, name)| PairResult {
             name: name.clone(),
             outcome: diff_pair(&old.join(name), &new.join(name), &out.join(name), format),
         })
         .collect();
+    results.sort_by(|a, b| a.name.cmp(&b.name));
     let mut stdout = BufWriter::new(io::stdout().lock());
     writeln!(
         stdout,

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use jiff::civil::Date;
-use rayon::prelude::*;
 
 use crate::config::{Authority, Config, FirstRun, ListMode, Source};
 use crate::domain::diff::{self, Changes};
@@ -122,44 +121,83 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
-    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = pool.install(|| {
-        selected
-            .par_iter()
-            .map(|a| {
-                let mut outcomes = Vec::new();
-                for &date in &req.dates {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    if let Some(reason) = &blocked {
-                        let mut o = outcome(a, date, Status::Failed);
-                        o.message = Some(reason.clone());
-                        outcomes.push(o);
-                        break;
-                    }
-                    let started = std::time::Instant::now();
-                    let mut outcome = commit(&ctx, a, date, req)
-                        .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-                    outcome.duration_ms = started.elapsed().as_millis() as u64;
-                    log_outcome(&outcome);
-                    if let Some(bar) = &bar {
-                        bar.inc(1);
-                    }
-                    let problem = outcome.status.is_problem();
-                    outcomes.push(outcome);
-                    if problem {
-                        // Later dates would diff against a snapshot that skipped
-                        // this one: stop here; a rerun resumes.
-                        if let Some(bar) = &bar {
-                            bar.inc((req.dates.len() - outcomes.len()) as u64);
-                        }
-                        break;
-                    }
+    // Largest authority first (by its current snapshot's size): started
+    // late, the biggest list would run alone at the end on one core.
+    let size = |a: &Authority| {
+        state
+            .read_current(a.cvr)
+            .ok()
+            .flatten()
+            .and_then(|d| std::fs::metadata(state.snapshot(a.cvr, d)).ok())
+            .map_or(0, |m| m.len())
+    };
+    let mut order: Vec<(u64, usize)> = selected
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (size(a), i))
+        .collect();
+    order.sort_by_key(|&(bytes, i)| (std::cmp::Reverse(bytes), i));
+    type Slot = std::sync::Mutex<Option<Result<Vec<Outcome>, Fatal>>>;
+    let slots: Vec<Slot> = selected
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |a: &Authority| -> Result<Vec<Outcome>, Fatal> {
+        let mut outcomes = Vec::new();
+        for &date in &req.dates {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(reason) = &blocked {
+                let mut o = outcome(a, date, Status::Failed);
+                o.message = Some(reason.clone());
+                outcomes.push(o);
+                break;
+            }
+            let started = std::time::Instant::now();
+            let mut outcome =
+                commit(&ctx, a, date, req).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+            outcome.duration_ms = started.elapsed().as_millis() as u64;
+            log_outcome(&outcome);
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            let problem = outcome.status.is_problem();
+            outcomes.push(outcome);
+            if problem {
+                // Later dates would diff against a snapshot that skipped
+                // this one: stop here; a rerun resumes.
+                if let Some(bar) = &bar {
+                    bar.inc((req.dates.len() - outcomes.len()) as u64);
                 }
-                Ok(outcomes)
-            })
-            .collect()
+                break;
+            }
+        }
+        Ok(outcomes)
+    };
+    pool.scope(|scope| {
+        for _ in 0..threads.min(selected.len()) {
+            scope.spawn(|_| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(_, i)) = order.get(k) else {
+                        return;
+                    };
+                    let r = work(selected[i]);
+                    *slots[i].lock().expect("lock") = Some(r);
+                }
+            });
+        }
     });
+    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("lock")
+                .expect("every authority was run")
+        })
+        .collect();
     if let Some(bar) = bar {
         bar.finish_and_clear();
         crate::nightly::report::clear_bar();
