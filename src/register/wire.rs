@@ -409,6 +409,7 @@ pub fn parse_delliste<R: Read>(r: R, kind: ListKind) -> Result<Delliste, WireErr
         start: 0,
         end: 0,
         consumed: 0,
+        bom: 0,
         eof: false,
     };
     let mut out = Delliste::default();
@@ -419,6 +420,9 @@ pub fn parse_delliste<R: Read>(r: R, kind: ListKind) -> Result<Delliste, WireErr
     // The prolog, up to the root's start tag, from the first buffer.
     while !s.eof && s.end < SCAN_BUF {
         s.fill().map_err(|e| io_err(&s, e))?;
+    }
+    if s.buf[..s.end].starts_with(b"\xEF\xBB\xBF") {
+        s.bom = 3;
     }
     let Some(body) = root_start(&s.buf[..s.end])? else {
         return s.fall_back(kind, &mut out, None);
@@ -500,6 +504,8 @@ struct Scanner<R> {
     end: usize,
     /// Bytes of the stream before `buf[start]`.
     consumed: u64,
+    /// Length of the byte-order mark the document starts with (0 or 3).
+    bom: u64,
     eof: bool,
 }
 
@@ -547,9 +553,13 @@ impl<R: Read> Scanner<R> {
         out: &mut Delliste,
         prefix: Option<&'static [u8]>,
     ) -> Result<Delliste, WireError> {
+        // Positions in the synthetic stream, mapped back to the real one
+        // (the generic reader does not count a byte-order mark).
+        let shift = match prefix {
+            Some(p) => self.consumed - p.len() as u64 - self.bom,
+            None => 0,
+        };
         let prefix = prefix.unwrap_or_default();
-        // Positions in the synthetic stream, mapped back to the real one.
-        let shift = self.consumed - prefix.len() as u64;
         let head = [prefix, &self.buf[self.start..self.end]].concat();
         let input = std::io::Cursor::new(head).chain(self.r);
         parse_entries(
@@ -621,7 +631,9 @@ fn scan_item(b: &[u8]) -> Scanned {
     };
     let digits = at + 5;
     at = digits + key_kind.digits();
-    if !tag(at, close) {
+    // Only digits: anything else (spaces, references, bytes that are not
+    // UTF-8) is the generic reader's to judge, with its own error.
+    if !tag(at, close) || !b[digits..at].iter().all(u8::is_ascii_digit) {
         return Scanned::Other;
     }
     at = ws(at + close.len());
@@ -1014,6 +1026,27 @@ mod tests {
         // Text after the root is the generic reader's call; both agree.
         let junk = format!("{}</SlutbrugerSamling>junk", delliste_start());
         let _ = agree(junk.as_bytes(), ListKind::Full);
+        // Ten bytes that are not ten digits: the generic reader's error
+        // (the differential fuzz target found a byte that is not UTF-8).
+        for inner in [
+            &b" 101901234"[..],
+            b"0101x01234",
+            b"0101\xb901234",
+            b"0101&#48;1234",
+        ] {
+            // With a byte-order mark too: the same error at the same byte.
+            let mut doc = b"\xEF\xBB\xBF".to_vec();
+            doc.extend_from_slice(delliste_start().as_bytes());
+            doc.extend_from_slice(b"<Slutbruger><CPR>");
+            doc.extend_from_slice(inner);
+            doc.extend_from_slice(b"</CPR></Slutbruger>");
+            doc.extend_from_slice(DELLISTE_END.as_bytes());
+            assert!(
+                agree(&doc, ListKind::Full).is_err(),
+                "{}",
+                String::from_utf8_lossy(inner)
+            );
+        }
         let mut doc = delliste_start().into_bytes();
         doc.extend_from_slice(&entries(4000, false));
         let tail = doc.len();
