@@ -72,8 +72,9 @@ pub fn inspect(bytes: &[u8]) -> Result<EnvelopeInfo, String> {
                     _ => {}
                 },
                 xml::Node::End { path, text, .. } if !text.is_empty() => {
-                    let tail: Vec<&[u8]> = path.iter().rev().take(3).map(Vec::as_slice).collect();
-                    match tail.as_slice() {
+                    let n = path.len();
+                    let at = |k: usize| n.checked_sub(k).map_or(&b""[..], |i| &path[i][..]);
+                    match [at(1), at(2), at(3)] {
                         [b"UUIDIdentifikator", b"BeskedId", b"Haendelsesbesked"] => {
                             info.besked_id = Some(text.to_owned())
                         }

@@ -20,7 +20,7 @@
 //! publisher stop (exit code 4, "publish incomplete"), and the next
 //! `publish` resumes from the cursors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -167,20 +167,56 @@ pub trait Broker {
 
 /// One connection to Beskedfordeler.
 pub trait BrokerLink {
-    /// Publishes one envelope with its `token` header; the reply carries
-    /// `correlation_id`.
-    fn send(
+    /// Publishes envelopes, in order, each with its `token` header; each
+    /// reply carries its message's `correlation_id`. `Ok` once all are
+    /// handed to the connection; after an error any of them may or may
+    /// not have left.
+    fn send_all(
         &mut self,
         token: &str,
-        body: &[u8],
-        message_id: &str,
-        correlation_id: &str,
+        msgs: &[Outgoing<'_>],
     ) -> impl std::future::Future<Output = anyhow::Result<()>>;
     /// The next reply: its correlation id and body. `None`: the connection
     /// ended.
     fn next_reply(
         &mut self,
     ) -> impl std::future::Future<Output = Option<anyhow::Result<(Option<String>, Vec<u8>)>>>;
+}
+
+/// One envelope to publish.
+pub struct Outgoing<'a> {
+    pub body: &'a [u8],
+    pub message_id: &'a str,
+    pub correlation_id: &'a str,
+}
+
+/// Correlation ids of one batch: a new random (v4) UUID per attempt, made
+/// from a random one with the send number in its last 48 random bits, so a
+/// reply's id gives the send number back without a table of strings.
+struct Correlation {
+    base: u128,
+}
+
+impl Correlation {
+    const SEQ_BITS: u32 = 48;
+
+    fn new() -> Correlation {
+        Correlation {
+            base: Uuid::new_v4().as_u128(),
+        }
+    }
+
+    fn id(&self, seq: u64) -> String {
+        let seq = u128::from(seq) & ((1 << Self::SEQ_BITS) - 1);
+        Uuid::from_u128(self.base ^ seq).hyphenated().to_string()
+    }
+
+    /// The send number of a reply's correlation id; `None`: not one of
+    /// this batch's.
+    fn seq(&self, id: &str) -> Option<u64> {
+        let x = Uuid::try_parse(id).ok()?.as_u128() ^ self.base;
+        (x >> Self::SEQ_BITS == 0).then_some(x as u64)
+    }
 }
 
 /// Beskedfordeler over AMQP (lapin).
@@ -201,22 +237,22 @@ impl Broker for Amqp<'_> {
 }
 
 impl BrokerLink for Link {
-    async fn send(
-        &mut self,
-        token: &str,
-        body: &[u8],
-        message_id: &str,
-        correlation_id: &str,
-    ) -> anyhow::Result<()> {
-        Ok(send(
-            &self.channel,
-            &self.exchange,
-            token,
-            body,
-            message_id,
-            correlation_id,
-        )
-        .await?)
+    async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
+        let sends = msgs
+            .iter()
+            .map(|m| {
+                Box::pin(send(
+                    &self.channel,
+                    &self.exchange,
+                    token,
+                    m.body,
+                    m.message_id,
+                    m.correlation_id,
+                ))
+            })
+            .collect();
+        crate::rt::in_order(sends).await?;
+        Ok(())
     }
 
     async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
@@ -465,7 +501,10 @@ async fn publish_batch<B: Broker>(
     let mut cursor = start; // absolute: events [0, cursor) confirmed
     let mut written_cursor = start;
     let mut next = 0usize; // next never-sent index (0 = the event at `start`)
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+    // Messages awaiting their reply, by send number (in send order).
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    let correlation = Correlation::new();
+    let mut seq = 0u64;
     let mut resend: BTreeSet<u64> = BTreeSet::new();
     let mut outage = Outage::new(cfg.outage_deadline);
     // After a 41 the connection's token is spent: nothing more is sent on
@@ -545,14 +584,16 @@ async fn publish_batch<B: Broker>(
                 }
             }
             // Everything unconfirmed is sent again on the new connection.
-            for p in pending.drain() {
+            for p in std::mem::take(&mut pending) {
                 resend.insert(p.1.index);
             }
         }
         let link = &mut link_slot.as_mut().expect("connected").0;
-        // Fill the window: resends first, then new events.
-        let mut broken = None;
-        while !draining && pending.len() < cfg.in_flight {
+        // Fill the window: resends first, then new events, handed to the
+        // connection together (one write to the broker for many messages,
+        // not one wake-up of the connection per message).
+        let mut out: Vec<(u64, u64, String)> = Vec::new(); // (index, seq, correlation id)
+        while !draining && pending.len() + out.len() < cfg.in_flight {
             let index = match resend.pop_first() {
                 // (Never one already confirmed: it left the window.)
                 Some(i) if confirmed[i as usize] => continue,
@@ -566,34 +607,42 @@ async fn publish_batch<B: Broker>(
                 }
                 None => break,
             };
-            let (id, body) = window.get(index as usize);
-            let correlation = Uuid::new_v4().to_string();
+            out.push((index, seq, correlation.id(seq)));
+            seq += 1;
+        }
+        let mut broken = None;
+        if !out.is_empty() {
+            let msgs: Vec<Outgoing<'_>> = out
+                .iter()
+                .map(|(index, _, correlation_id)| {
+                    let (message_id, body) = window.get(*index as usize);
+                    Outgoing {
+                        body,
+                        message_id,
+                        correlation_id,
+                    }
+                })
+                .collect();
             // A send that cannot even leave (a stalled connection) counts
             // as a broken link.
-            let sent =
-                tokio::time::timeout(cfg.reply_timeout, link.send(&token, body, id, &correlation))
-                    .await;
+            let sent = tokio::time::timeout(cfg.reply_timeout, link.send_all(&token, &msgs)).await;
+            drop(msgs);
             match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    resend.insert(index);
-                    broken = Some(e.to_string());
-                    break;
+                Ok(Ok(())) => {
+                    let sent_at = Instant::now();
+                    outcome.sent += out.len() as u64;
+                    for &(index, seq, _) in &out {
+                        pending.insert(seq, Pending { index, sent_at });
+                    }
                 }
-                Err(_) => {
-                    resend.insert(index);
-                    broken = Some("a send did not complete in time".to_owned());
-                    break;
-                }
+                Ok(Err(e)) => broken = Some(e.to_string()),
+                Err(_) => broken = Some("a send did not complete in time".to_owned()),
             }
-            outcome.sent += 1;
-            pending.insert(
-                correlation,
-                Pending {
-                    index,
-                    sent_at: Instant::now(),
-                },
-            );
+            if broken.is_some() {
+                // Whatever of them left can be answered on the old link
+                // no more: all are sent again.
+                resend.extend(out.iter().map(|(index, _, _)| *index));
+            }
         }
         if let Some(e) = broken {
             *link_slot = None;
@@ -621,95 +670,42 @@ async fn publish_batch<B: Broker>(
             newest_answered
         };
         let due = move |p: &Pending| p.due(answered, grace, cfg.reply_timeout);
+        // Pending messages are in send order, and so are their due times
+        // (see `Pending::due`): the first is the next one overdue.
         let wait = pending
-            .values()
-            .map(due)
-            .min()
-            .map_or(cfg.reply_timeout, |d| {
-                d.saturating_duration_since(Instant::now())
+            .first_key_value()
+            .map_or(cfg.reply_timeout, |(_, p)| {
+                due(p).saturating_duration_since(Instant::now())
             });
-        match tokio::time::timeout(wait.max(Duration::from_millis(1)), link.next_reply()).await {
-            Ok(Some(Ok((cid, data)))) => {
-                let Some(cid) = cid else {
-                    continue;
-                };
-                let Some(p) = pending.remove(&cid) else {
-                    continue; // a late reply to an attempt already resent
-                };
-                let took = p.sent_at.elapsed();
-                rtt = Some(rtt.map_or(took, |r| (r * 7 + took) / 8));
-                if newest_answered.is_none_or(|n| n < p.sent_at) {
-                    newest_answered = Some(p.sent_at);
-                }
-                let local = p.index as usize;
-                let (code, text) = besked::parse_standard_retur(&data)
-                    .unwrap_or((0, "unreadable StandardRetur".into()));
-                match code {
-                    besked::OK => {
-                        if !confirmed[local] {
-                            confirmed[local] = true;
-                            outcome.published += 1;
-                            crate::crash::step("event confirmed by Beskedfordeler");
+        let first =
+            tokio::time::timeout(wait.max(Duration::from_millis(1)), link.next_reply()).await;
+        // With one reply in, the others already here are taken too (they
+        // are handled before the window is filled again).
+        let (replies, ended) = match first {
+            Ok(Some(Ok(reply))) => {
+                let mut replies = vec![reply];
+                let mut ended = None;
+                while replies.len() < cfg.in_flight {
+                    match futures::FutureExt::now_or_never(link.next_reply()) {
+                        Some(Some(Ok(reply))) => replies.push(reply),
+                        Some(other) => {
+                            ended = Some(other);
+                            break;
                         }
-                        while cursor < n_events && confirmed[(cursor - start) as usize] {
-                            cursor += 1;
-                        }
-                        window.advance((cursor - start) as usize);
-                        outage.progress();
-                    }
-                    besked::TOKEN_EXPIRED => {
-                        resend.insert(p.index);
-                        if !draining {
-                            tracing::warn!(
-                                in_flight = pending.len(),
-                                "token expired (StatusKode 41): reading the answers in flight, then reconnecting with a new token"
-                            );
-                            tokens.lock().await.invalidate(authority);
-                            draining = true;
-                        }
-                    }
-                    _ => {
-                        outcome.status = BatchStatus::Rejected;
-                        outcome.message = Some(format!(
-                            "Beskedfordeler rejected event {} of {} (BeskedId {}): StatusKode {code}: {text}",
-                            start + p.index + 1,
-                            n_events,
-                            window.get(local).0
-                        ));
-                        break;
+                        None => break,
                     }
                 }
-                if cursor - written_cursor >= CURSOR_EVERY {
-                    outbox::write_cursor(path, cursor)?;
-                    written_cursor = cursor;
-                }
-                if draining && pending.is_empty() {
-                    *link_slot = None;
-                    draining = false;
-                }
+                (replies, ended)
             }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e, "reply consumer failed: reconnecting");
-                *link_slot = None;
-                draining = false;
-            }
-            Ok(None) => {
-                tracing::warn!("reply consumer ended: reconnecting");
-                *link_slot = None;
-                draining = false;
-            }
+            Ok(other) => (Vec::new(), Some(other)),
             Err(_) => {
                 // Overdue (a lost reply, or the reply timeout): send again.
                 let now = Instant::now();
-                let overdue: Vec<String> = pending
-                    .iter()
-                    .filter(|(_, p)| now >= due(p))
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                for c in overdue {
-                    if let Some(p) = pending.remove(&c) {
-                        resend.insert(p.index);
+                while let Some(first) = pending.first_entry() {
+                    if now < due(first.get()) {
+                        break;
                     }
+                    resend.insert(first.remove().index);
                 }
                 if draining {
                     // What the spent connection still owed is sent again.
@@ -730,7 +726,81 @@ async fn publish_batch<B: Broker>(
                         }
                     }
                 }
+                continue;
             }
+        };
+        for (cid, data) in replies {
+            let Some(p) = cid
+                .as_deref()
+                .and_then(|c| correlation.seq(c))
+                .and_then(|s| pending.remove(&s))
+            else {
+                continue; // not ours, or a late reply to an attempt already resent
+            };
+            let took = p.sent_at.elapsed();
+            rtt = Some(rtt.map_or(took, |r| (r * 7 + took) / 8));
+            if newest_answered.is_none_or(|n| n < p.sent_at) {
+                newest_answered = Some(p.sent_at);
+            }
+            let local = p.index as usize;
+            let (code, text) = besked::parse_standard_retur(&data)
+                .unwrap_or((0, "unreadable StandardRetur".into()));
+            match code {
+                besked::OK => {
+                    if !confirmed[local] {
+                        confirmed[local] = true;
+                        outcome.published += 1;
+                        crate::crash::step("event confirmed by Beskedfordeler");
+                    }
+                    while cursor < n_events && confirmed[(cursor - start) as usize] {
+                        cursor += 1;
+                    }
+                    window.advance((cursor - start) as usize);
+                    outage.progress();
+                }
+                besked::TOKEN_EXPIRED => {
+                    resend.insert(p.index);
+                    if !draining {
+                        tracing::warn!(
+                            in_flight = pending.len(),
+                            "token expired (StatusKode 41): reading the answers in flight, then reconnecting with a new token"
+                        );
+                        tokens.lock().await.invalidate(authority);
+                        draining = true;
+                    }
+                }
+                _ => {
+                    outcome.status = BatchStatus::Rejected;
+                    outcome.message = Some(format!(
+                        "Beskedfordeler rejected event {} of {} (BeskedId {}): StatusKode {code}: {text}",
+                        start + p.index + 1,
+                        n_events,
+                        window.get(local).0
+                    ));
+                    break 'outer;
+                }
+            }
+            if cursor - written_cursor >= CURSOR_EVERY {
+                outbox::write_cursor(path, cursor)?;
+                written_cursor = cursor;
+            }
+            if draining && pending.is_empty() {
+                *link_slot = None;
+                draining = false;
+            }
+        }
+        match ended {
+            Some(Some(Err(e))) => {
+                tracing::warn!(error = %e, "reply consumer failed: reconnecting");
+                *link_slot = None;
+                draining = false;
+            }
+            Some(None) => {
+                tracing::warn!("reply consumer ended: reconnecting");
+                *link_slot = None;
+                draining = false;
+            }
+            Some(Some(Ok(_))) | None => {}
         }
     }
     if cursor != written_cursor {
@@ -872,7 +942,7 @@ mod tests {
     //! Beskedfordeler that answers, drops, expires tokens, rejects or is
     //! unreachable, over a real batch file.
 
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -936,13 +1006,23 @@ mod tests {
     }
 
     impl BrokerLink for ScriptedLink {
-        async fn send(
-            &mut self,
-            token: &str,
-            _body: &[u8],
-            message_id: &str,
-            correlation_id: &str,
-        ) -> anyhow::Result<()> {
+        async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
+            for m in msgs {
+                self.send(token, m.message_id, m.correlation_id);
+            }
+            Ok(())
+        }
+
+        async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
+            match self.replies.pop_front() {
+                Some(r) => Some(Ok(r)),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    impl ScriptedLink {
+        fn send(&mut self, token: &str, message_id: &str, correlation_id: &str) {
             assert_eq!(token, "tok");
             let mut s = self.script.lock().unwrap();
             let n = s.sent.len();
@@ -953,7 +1033,7 @@ mod tests {
                 s.answers.get(n).copied().unwrap_or(Answer::Ok)
             };
             let code = match answer {
-                Answer::Drop => return Ok(()),
+                Answer::Drop => return,
                 Answer::Ok => besked::OK,
                 Answer::Expired => besked::TOKEN_EXPIRED,
                 Answer::Reject => 40,
@@ -962,14 +1042,6 @@ mod tests {
                 Some(correlation_id.to_owned()),
                 besked::standard_retur(code, "scripted").into_bytes(),
             ));
-            Ok(())
-        }
-
-        async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
-            match self.replies.pop_front() {
-                Some(r) => Some(Ok(r)),
-                None => std::future::pending().await,
-            }
         }
     }
 
@@ -1130,6 +1202,25 @@ mod tests {
             "{:?}",
             clock.elapsed()
         );
+    }
+
+    #[test]
+    fn correlation_ids_are_new_v4_uuids_that_give_their_send_number_back() {
+        let c = Correlation::new();
+        let mut seen = HashSet::new();
+        for seq in [0u64, 1, 2, 499, 1 << 20, (1 << 48) - 1] {
+            let id = c.id(seq);
+            let uuid = Uuid::try_parse(&id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(c.seq(&id), Some(seq));
+            assert!(seen.insert(id));
+        }
+        // Another batch's ids, and ids that are no UUID, are not ours.
+        let other = Correlation::new();
+        assert_eq!(c.seq(&other.id(7)), None);
+        assert_eq!(c.seq("7"), None);
+        assert_eq!(c.seq(""), None);
     }
 
     #[test]

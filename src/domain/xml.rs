@@ -72,7 +72,10 @@ pub fn walk<R: BufRead, E: From<XmlError>>(
     });
     reader.config_mut().check_end_names = true;
     let mut buf = Vec::with_capacity(256);
-    let mut path: Vec<Vec<u8>> = Vec::with_capacity(limits.max_depth);
+    // The names of the open elements are `names[..depth]`; the buffers
+    // are reused (no allocation per element).
+    let mut names: Vec<Vec<u8>> = Vec::with_capacity(limits.max_depth);
+    let mut depth = 0usize;
     // The text of every open element, by depth; the buffers are reused.
     let mut texts: Vec<String> = Vec::with_capacity(limits.max_depth);
     let mut open = 0usize;
@@ -86,36 +89,40 @@ pub fn walk<R: BufRead, E: From<XmlError>>(
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype.into()),
             Event::Start(_) | Event::Empty(_) => {
-                let (name, empty) = match &event {
-                    Event::Start(e) => (local(e.name().as_ref().as_bytes()).to_vec(), false),
-                    Event::Empty(e) => (local(e.name().as_ref().as_bytes()).to_vec(), true),
+                let (e, empty) = match &event {
+                    Event::Start(e) => (e, false),
+                    Event::Empty(e) => (e, true),
                     _ => unreachable!("matched above"),
                 };
-                if path.is_empty()
-                    && !roots.is_empty()
-                    && !roots.iter().any(|r| r.as_bytes() == name)
-                {
+                let qname = e.name();
+                let name = local(qname.as_ref().as_bytes());
+                if depth == 0 && !roots.is_empty() && !roots.iter().any(|r| r.as_bytes() == name) {
                     return Err(XmlError::WrongRoot {
                         expected: roots.join(" or "),
-                        found: String::from_utf8_lossy(&name).into_owned(),
+                        found: String::from_utf8_lossy(name).into_owned(),
                     }
                     .into());
                 }
-                path.push(name);
-                if path.len() > limits.max_depth {
+                if depth == limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth).into());
                 }
+                if names.len() == depth {
+                    names.push(Vec::new());
+                }
+                names[depth].clear();
+                names[depth].extend_from_slice(name);
+                depth += 1;
                 on(Node::Start {
-                    path: &path,
+                    path: &names[..depth],
                     at: before,
                 })?;
                 if empty {
                     on(Node::End {
-                        path: &path,
+                        path: &names[..depth],
                         text: "",
                         at: reader.buffer_position(),
                     })?;
-                    path.pop();
+                    depth -= 1;
                 } else {
                     if texts.len() == open {
                         texts.push(String::new());
@@ -152,17 +159,17 @@ pub fn walk<R: BufRead, E: From<XmlError>>(
             Event::End(_) => {
                 open = open.saturating_sub(1);
                 on(Node::End {
-                    path: &path,
+                    path: &names[..depth],
                     text: texts.get(open).map_or("", |t| t.trim()),
                     at: reader.buffer_position(),
                 })?;
-                path.pop();
+                depth = depth.saturating_sub(1);
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if path.is_empty() {
+    if depth == 0 {
         Ok(())
     } else {
         Err(malformed(

@@ -9,7 +9,8 @@
 //! a `StandardRetur` to `reply_to` with the same `correlation_id`. Like
 //! Beskedfordeler's, its StatusKode 20 is a promise: it leaves only once
 //! the broker has confirmed every forward of the message (publisher
-//! confirms); up to 2,000 messages are in flight meanwhile. Fault injection: answer 41 every N
+//! confirms); up to 8,000 messages are in flight meanwhile (taken, forwarded
+//! and answered in groups). Fault injection: answer 41 every N
 //! messages, answer an error code every N, drop every Nth reply, delay
 //! replies. Also `drain`: empty a queue and print the `BeskedId`s.
 
@@ -184,17 +185,21 @@ struct Job {
 }
 
 /// Forwards in flight (messages consumed but not yet answered).
-const IN_FLIGHT: u16 = 2000;
+const IN_FLIGHT: u16 = 8000;
 
 async fn session(
     opts: &Options,
     door: Option<std::net::SocketAddr>,
     announced: &mut bool,
 ) -> anyhow::Result<()> {
-    let (connection, channel) = open(&opts.amqp).await?;
+    let (_connection, channel) = open(&opts.amqp).await?;
     // Forwards go on their own channel in confirm mode: a StatusKode 20
     // leaves only once the broker holds every forward of the message.
-    let forward = connection.create_channel().await?;
+    // Forwards and answers each have a connection of their own: the
+    // broker handles each connection's frames in one process, and one
+    // connection for everything would make that the bottleneck.
+    let (_forward_connection, forward) = open(&opts.amqp).await?;
+    let (_reply_connection, replies) = open(&opts.amqp).await?;
     forward
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -257,10 +262,14 @@ async fn session(
     // The answerer awaits the confirms in arrival order, so many forwards
     // are in flight while answers and acknowledgements keep their order.
     let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(usize::from(IN_FLIGHT));
-    let mut answerer = tokio::spawn(answer(channel.clone(), queue, opts.delay_reply_ms));
+    let mut answerer = tokio::spawn(answer(replies, queue, opts.delay_reply_ms));
     let mut n = 0u64;
+    // Deliveries are taken in groups (those already here), their forwards
+    // published together and their answers sent together: one write to
+    // the broker per group, not per message.
+    const GROUP: usize = 256;
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             d = consumer.next() => match d {
                 Some(d) => d?,
                 None => break,
@@ -271,82 +280,113 @@ async fn session(
                 Err(e) => Err(anyhow::anyhow!("the answerer failed: {e}")),
             },
         };
-        n += 1;
-        let props = &delivery.properties;
-        let reply_to = props.reply_to().as_ref().map(|s| s.to_string());
-        let correlation = props.correlation_id().as_ref().map(|s| s.to_string());
-        let (code, text, info) = check(opts, n, &delivery.data, props);
-        let mut confirms = Vec::new();
-        if let Some(info) = info {
-            let beskedtype = info.beskedtype.clone().unwrap_or_default().to_lowercase();
-            for s in &opts.subscriptions {
-                let wanted = s.beskedtype == beskedtype
-                    && s.objekt_ids
-                        .as_ref()
-                        .is_none_or(|ids| info.objekt_ids.iter().any(|o| ids.contains(o)));
-                if wanted {
-                    confirms.push(
-                        forward
-                            .basic_publish(
-                                "".into(),
-                                s.queue.as_str().into(),
-                                BasicPublishOptions::default(),
-                                &delivery.data,
-                                BasicProperties::default()
-                                    .with_message_id(
-                                        info.besked_id.clone().unwrap_or_default().as_str().into(),
-                                    )
-                                    .with_delivery_mode(2),
-                            )
-                            .await?,
-                    );
+        let mut deliveries = vec![first];
+        let mut ended = false;
+        while deliveries.len() < GROUP {
+            match futures::FutureExt::now_or_never(consumer.next()) {
+                Some(Some(d)) => deliveries.push(d?),
+                Some(None) => {
+                    ended = true;
+                    break;
                 }
-            }
-            if let Some((url, client)) = &push
-                && beskedtype == opts.push_beskedtype
-            {
-                let body = besked::modtag_besked_input(&delivery.data);
-                match client
-                    .post(url)
-                    .header("Content-Type", "application/xml")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    // The receiver's status is in StandardRetur (HTTP 200).
-                    Ok(r) if r.status().is_success() => {
-                        let body = r.bytes().await.unwrap_or_default();
-                        match besked::parse_standard_retur(&body) {
-                            Ok((besked::OK, _)) => {}
-                            Ok((code, text)) => {
-                                eprintln!("push to {url}: StatusKode {code}: {text}")
-                            }
-                            Err(e) => eprintln!("push to {url}: {e}"),
-                        }
-                    }
-                    Ok(r) => eprintln!("push to {url}: HTTP {}", r.status()),
-                    Err(e) => eprintln!("push to {url}: {e}"),
-                }
+                None => break,
             }
         }
-        let drop_reply = opts.drop_reply_every > 0 && n.is_multiple_of(opts.drop_reply_every);
-        let job = Job {
-            confirms,
-            reply_to,
-            correlation,
-            code,
-            text,
-            drop_reply,
-            delivery,
-        };
-        if jobs.send(job).await.is_err() {
-            break; // the answerer ended; its result is the session's
+        // Per delivery: its answer and the queues it goes to.
+        let mut checked = Vec::with_capacity(deliveries.len());
+        for delivery in &deliveries {
+            n += 1;
+            let (code, text, info) = check(opts, n, &delivery.data, &delivery.properties);
+            let mut queues = Vec::new();
+            if let Some(info) = &info {
+                let beskedtype = info.beskedtype.clone().unwrap_or_default().to_lowercase();
+                for s in &opts.subscriptions {
+                    let wanted = s.beskedtype == beskedtype
+                        && s.objekt_ids
+                            .as_ref()
+                            .is_none_or(|ids| info.objekt_ids.iter().any(|o| ids.contains(o)));
+                    if wanted {
+                        queues.push(s.queue.as_str());
+                    }
+                }
+                if let Some((url, client)) = &push
+                    && beskedtype == opts.push_beskedtype
+                {
+                    push_to(url, client, &delivery.data).await;
+                }
+            }
+            let besked_id = info.and_then(|i| i.besked_id).unwrap_or_default();
+            checked.push((code, text, besked_id, queues, n));
+        }
+        let forwards = deliveries
+            .iter()
+            .zip(&checked)
+            .flat_map(|(delivery, (_, _, besked_id, queues, _))| {
+                queues.iter().map(|queue| {
+                    Box::pin(
+                        forward.basic_publish(
+                            "".into(),
+                            (*queue).into(),
+                            BasicPublishOptions::default(),
+                            &delivery.data,
+                            BasicProperties::default()
+                                .with_message_id(besked_id.as_str().into())
+                                .with_delivery_mode(2),
+                        ),
+                    )
+                })
+            })
+            .collect();
+        let mut confirms = crate::rt::in_order(forwards).await?.into_iter();
+        for (delivery, (code, text, _, queues, nth)) in deliveries.into_iter().zip(checked) {
+            let props = &delivery.properties;
+            let job = Job {
+                confirms: confirms.by_ref().take(queues.len()).collect(),
+                reply_to: props.reply_to().as_ref().map(|s| s.to_string()),
+                correlation: props.correlation_id().as_ref().map(|s| s.to_string()),
+                code,
+                text,
+                drop_reply: opts.drop_reply_every > 0 && nth.is_multiple_of(opts.drop_reply_every),
+                delivery,
+            };
+            if jobs.send(job).await.is_err() {
+                ended = true; // the answerer ended; its result is the session's
+                break;
+            }
+        }
+        if ended {
+            break;
         }
     }
     drop(jobs);
     match answerer.await {
         Ok(r) => r,
         Err(e) => Err(anyhow::anyhow!("the answerer failed: {e}")),
+    }
+}
+
+/// Posts an accepted message to an HTTP push receiver as
+/// `ModtagBeskedInput`; what goes wrong is reported, not fatal.
+async fn push_to(url: &str, client: &reqwest::Client, data: &[u8]) {
+    let body = besked::modtag_besked_input(data);
+    match client
+        .post(url)
+        .header("Content-Type", "application/xml")
+        .body(body)
+        .send()
+        .await
+    {
+        // The receiver's status is in StandardRetur (HTTP 200).
+        Ok(r) if r.status().is_success() => {
+            let body = r.bytes().await.unwrap_or_default();
+            match besked::parse_standard_retur(&body) {
+                Ok((besked::OK, _)) => {}
+                Ok((code, text)) => eprintln!("push to {url}: StatusKode {code}: {text}"),
+                Err(e) => eprintln!("push to {url}: {e}"),
+            }
+        }
+        Ok(r) => eprintln!("push to {url}: HTTP {}", r.status()),
+        Err(e) => eprintln!("push to {url}: {e}"),
     }
 }
 
@@ -374,39 +414,67 @@ async fn answer(
                 continue;
             }
         };
-        for confirm in job.confirms {
-            let confirmation = confirm.await.context("a forward was not confirmed")?;
-            anyhow::ensure!(
-                !confirmation.is_nack(),
-                "the broker refused to hold a forward (nack)"
-            );
+        // The jobs already here are answered together (one at a time when
+        // replies are delayed).
+        let mut group = vec![job];
+        while delay_reply_ms == 0 && group.len() < 256 {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
         }
-        if let (Some(reply_to), false) = (&job.reply_to, job.drop_reply) {
-            if delay_reply_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(delay_reply_ms)).await;
+        for job in &mut group {
+            for confirm in std::mem::take(&mut job.confirms) {
+                let confirmation = confirm.await.context("a forward was not confirmed")?;
+                anyhow::ensure!(
+                    !confirmation.is_nack(),
+                    "the broker refused to hold a forward (nack)"
+                );
             }
-            let mut p = BasicProperties::default();
-            if let Some(c) = &job.correlation {
-                p = p.with_correlation_id(c.as_str().into());
-            }
-            channel
-                .basic_publish(
+        }
+        if delay_reply_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(delay_reply_ms)).await;
+        }
+        let replies: Vec<(String, BasicProperties, Vec<u8>)> = group
+            .iter()
+            .filter(|job| !job.drop_reply)
+            .filter_map(|job| {
+                let reply_to = job.reply_to.clone()?;
+                let mut p = BasicProperties::default();
+                if let Some(c) = &job.correlation {
+                    p = p.with_correlation_id(c.as_str().into());
+                }
+                Some((
+                    reply_to,
+                    p,
+                    besked::standard_retur(job.code, &job.text).into_bytes(),
+                ))
+            })
+            .collect();
+        let sends = replies
+            .iter()
+            .map(|(reply_to, p, body)| {
+                Box::pin(channel.basic_publish(
                     "".into(),
                     reply_to.as_str().into(),
                     BasicPublishOptions::default(),
-                    besked::standard_retur(job.code, &job.text).as_bytes(),
-                    p,
-                )
-                .await?;
-        }
+                    body,
+                    p.clone(),
+                ))
+            })
+            .collect();
+        crate::rt::in_order(sends).await?;
         // Acknowledge in groups: one ack covers every delivery up to it.
-        unacked += 1;
+        unacked += group.len() as u32;
+        let newest = group.pop().map(|job| job.delivery);
         if unacked >= 100 {
-            job.delivery.ack(BasicAckOptions { multiple: true }).await?;
+            if let Some(d) = newest {
+                d.ack(BasicAckOptions { multiple: true }).await?;
+            }
             unacked = 0;
             last = None;
         } else {
-            last = Some(job.delivery);
+            last = newest;
         }
     }
     if let Some(d) = last.take() {
