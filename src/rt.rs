@@ -1,6 +1,7 @@
 //! The one way an async runtime is made: the publisher, AliveBesked, the
 //! push receiver and the lab's servers each run on a two-thread tokio
-//! runtime (the machines this runs on have two cores; the work is I/O).
+//! runtime (the machines this runs on have two cores; the work is I/O);
+//! and the helpers that order work: futures in order, items largest first.
 
 use anyhow::Context;
 
@@ -78,5 +79,66 @@ mod tests {
             })
             .collect();
         assert_eq!(rt.block_on(in_order(futs)), Err("no 3".to_owned()));
+    }
+}
+
+/// Runs `work` on every item on the current rayon pool, largest first
+/// (started late, the biggest item would run alone at the end): each
+/// worker takes the next item in size order, ties in input order. The
+/// results come back in input order.
+pub fn largest_first<T: Sync, R: Send>(
+    items: &[T],
+    size: impl Fn(&T) -> u64,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let mut order: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (size(t), i))
+        .collect();
+    order.sort_by_key(|&(bytes, i)| (std::cmp::Reverse(bytes), i));
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads().min(items.len()) {
+            scope.spawn(|_| {
+                while let Some(&(_, i)) =
+                    order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    let r = work(&items[i]);
+                    *slots[i].lock().expect("lock") = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().expect("lock").expect("every item was run"))
+        .collect()
+}
+
+#[cfg(test)]
+mod largest_first_tests {
+    #[test]
+    fn largest_first_starts_the_biggest_and_keeps_the_input_order() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let started = std::sync::Mutex::new(Vec::new());
+        let sizes = [3u64, 9, 1, 9, 5];
+        let got = pool.install(|| {
+            super::largest_first(
+                &sizes,
+                |&s| s,
+                |&s| {
+                    started.lock().unwrap().push(s);
+                    s * 2
+                },
+            )
+        });
+        assert_eq!(got, vec![6, 18, 2, 18, 10]);
+        assert_eq!(*started.lock().unwrap(), vec![9, 9, 5, 3, 1]);
     }
 }

@@ -3,7 +3,6 @@
 use super::*;
 use crate::domain::diff::Changes;
 use crate::domain::keys::KeySet;
-use rayon::prelude::*;
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -145,17 +144,10 @@ pub(super) fn diff_dirs(old: &Path, new: &Path, out: &Path, format: Format) -> a
             .map(|m| m.len())
             .sum::<u64>()
     };
-    let mut by_size: Vec<(u64, &String)> = names.iter().map(|n| (bytes(n), n)).collect();
-    by_size.sort_by_key(|&(b, n)| (std::cmp::Reverse(b), n));
-    let mut results: Vec<PairResult> = by_size
-        .par_iter()
-        .with_max_len(1)
-        .map(|&(_, name)| PairResult {
-            name: name.clone(),
-            outcome: diff_pair(&old.join(name), &new.join(name), &out.join(name), format),
-        })
-        .collect();
-    results.sort_by(|a, b| a.name.cmp(&b.name));
+    let results: Vec<PairResult> = crate::rt::largest_first(&names, bytes, |name| PairResult {
+        name: name.clone(),
+        outcome: diff_pair(&old.join(name), &new.join(name), &out.join(name), format),
+    });
     let mut stdout = BufWriter::new(io::stdout().lock());
     writeln!(
         stdout,

@@ -131,18 +131,6 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
             .and_then(|d| std::fs::metadata(state.snapshot(a.cvr, d)).ok())
             .map_or(0, |m| m.len())
     };
-    let mut order: Vec<(u64, usize)> = selected
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (size(a), i))
-        .collect();
-    order.sort_by_key(|&(bytes, i)| (std::cmp::Reverse(bytes), i));
-    type Slot = std::sync::Mutex<Option<Result<Vec<Outcome>, Fatal>>>;
-    let slots: Vec<Slot> = selected
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let work = |a: &Authority| -> Result<Vec<Outcome>, Fatal> {
         let mut outcomes = Vec::new();
         for &date in &req.dates {
@@ -176,28 +164,8 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         }
         Ok(outcomes)
     };
-    pool.scope(|scope| {
-        for _ in 0..threads.min(selected.len()) {
-            scope.spawn(|_| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(_, i)) = order.get(k) else {
-                        return;
-                    };
-                    let r = work(selected[i]);
-                    *slots[i].lock().expect("lock") = Some(r);
-                }
-            });
-        }
-    });
-    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .expect("lock")
-                .expect("every authority was run")
-        })
-        .collect();
+    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> =
+        pool.install(|| crate::rt::largest_first(&selected, |a| size(a), |a| work(a)));
     if let Some(bar) = bar {
         bar.finish_and_clear();
         crate::nightly::report::clear_bar();
