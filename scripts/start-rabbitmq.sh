@@ -51,6 +51,9 @@ cat >"$DIR/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$PORT
 loopback_users = none
 log.console = false
+# Classic queues store messages the version-2 way (the default from
+# RabbitMQ 4.0; Debian's 3.10 still defaults to version 1).
+classic_queue.default_version = 2
 CONF
 if [[ -n "${TLS_CERTS:-}" ]]; then
     certs=$(cd "$TLS_CERTS" && pwd)
