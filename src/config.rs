@@ -137,6 +137,8 @@ struct RawBeskedfordeler {
     in_flight: usize,
     #[serde(default = "default_bfo_parallel_authorities")]
     parallel_authorities: usize,
+    #[serde(default = "default_in_flight_total")]
+    in_flight_total: usize,
     #[serde(default = "default_reply_timeout_ms")]
     reply_timeout_ms: u64,
     /// Replaced by `outage_deadline`: refused with a message that says so.
@@ -188,6 +190,9 @@ fn default_bfo_parallel_authorities() -> usize {
 
 fn default_in_flight() -> usize {
     500
+}
+fn default_in_flight_total() -> usize {
+    4000
 }
 fn default_reply_timeout_ms() -> u64 {
     10_000
@@ -709,6 +714,15 @@ fn beskedfordeler_section(
             "must be at least 1".into(),
         ));
     }
+    if b.in_flight_total < b.in_flight {
+        return Err(fail(
+            "beskedfordeler.in_flight_total",
+            format!(
+                "must be at least in_flight ({}): it is the budget of messages in flight over all connections",
+                b.in_flight
+            ),
+        ));
+    }
     Ok(BeskedfordelerConfig {
         url: b.url,
         exchange: b.exchange,
@@ -716,6 +730,7 @@ fn beskedfordeler_section(
         tls,
         in_flight: b.in_flight,
         parallel_authorities: b.parallel_authorities,
+        in_flight_total: b.in_flight_total,
         reply_timeout: std::time::Duration::from_millis(b.reply_timeout_ms.max(1)),
         outage_deadline,
         max_backoff: std::time::Duration::from_millis(b.max_backoff_ms),
@@ -788,6 +803,27 @@ register_sysid = "1234"
         ] {
             Config::parse(&with(&bf), Path::new("/etc/nemsms.toml")).unwrap();
         }
+    }
+
+    #[test]
+    fn the_in_flight_budget_holds_at_least_one_window() {
+        let with = |bf: &str| {
+            format!(
+                "{GOOD}\n[beskedfordeler]\ntoken = \"t\"\nurl = \"amqp://127.0.0.1:5672/%2f\"\ninsecure_broker = true\n{bf}\n"
+            )
+        };
+        let e = err(&with("in_flight = 600\nin_flight_total = 500"));
+        assert!(e.contains("beskedfordeler.in_flight_total"), "{e}");
+        assert!(e.contains("at least in_flight (600)"), "{e}");
+        let c = Config::parse(&with(""), Path::new("/etc/nemsms.toml")).unwrap();
+        let b = c.beskedfordeler.unwrap();
+        assert_eq!((b.in_flight, b.in_flight_total), (500, 4000));
+        let c = Config::parse(
+            &with("in_flight_total = 500"),
+            Path::new("/etc/nemsms.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.beskedfordeler.unwrap().in_flight_total, 500);
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub fn standard_retur(code: u32, text: &str) -> String {
 /// Reads `StatusKode` and `FejlbeskedTekst` of a `StandardRetur` (also
 /// inside a `ModtagBeskedOutput`).
 pub fn parse_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
+    if let Some(answer) = plain_standard_retur(bytes) {
+        return Ok(answer);
+    }
     let (mut code, mut text) = (None, String::new());
     xml::walk(bytes, &[], LIMITS, |node| {
         if let xml::Node::End { path, text: t, .. } = node {
@@ -135,6 +138,54 @@ pub fn parse_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
     .map_err(|e| format!("malformed StandardRetur: {e}"))?;
     code.map(|c| (c, text))
         .ok_or_else(|| "StandardRetur without StatusKode".into())
+}
+
+/// A `StandardRetur` in the one plain form [`standard_retur`] writes
+/// (any prefix): the XML declaration, the root with only its namespace
+/// declaration, a StatusKode of digits and a FejlbeskedTekst of plain
+/// text, nothing between the tags. The publisher reads one per message;
+/// anything else (`None`) goes through the XML reader, which gives the
+/// same answer for this form (tested).
+fn plain_standard_retur(bytes: &[u8]) -> Option<(u32, String)> {
+    fn take<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+        s.strip_prefix(prefix)
+    }
+    let s = take(bytes, b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><")?;
+    let colon = s.iter().position(|&b| b == b':')?;
+    let p = &s[..colon];
+    if p.is_empty() || !p.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return None;
+    }
+    let s = take(&s[colon..], b":StandardRetur xmlns:")?;
+    let s = take(
+        take(take(take(s, p)?, b"=\"")?, SAGDOK_NS.as_bytes())?,
+        b"\"><",
+    )?;
+    let s = take(take(s, p)?, b":StatusKode>")?;
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 {
+        return None;
+    }
+    let code: u32 = std::str::from_utf8(&s[..digits]).ok()?.parse().ok()?;
+    let s = take(take(take(&s[digits..], b"</")?, p)?, b":StatusKode><")?;
+    let s = take(take(s, p)?, b":FejlbeskedTekst>")?;
+    let end = s.iter().position(|&b| b == b'<')?;
+    let text = &s[..end];
+    // Printable ASCII and UTF-8 only: references, line ends and control
+    // characters are the reader's business.
+    if text
+        .iter()
+        .any(|&b| b == b'&' || b == b'>' || (b < 0x80 && !(b' '..=b'~').contains(&b)))
+    {
+        return None;
+    }
+    let s = take(take(take(&s[end..], b"</")?, p)?, b":FejlbeskedTekst></")?;
+    let s = take(take(s, p)?, b":StandardRetur>")?;
+    if !s.is_empty() {
+        return None;
+    }
+    let text = std::str::from_utf8(text).ok()?.trim();
+    Some((code, text.to_owned()))
 }
 
 /// Wraps an envelope in `ModtagBeskedInput` (push delivery).
@@ -207,6 +258,84 @@ pub fn alive_envelope(id: Uuid, aktoer: Uuid, authority_cvr: &str, created: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain form's shortcut answers what the XML reader answers,
+    /// and leaves every other form to it.
+    #[test]
+    fn plain_standard_returs_read_as_the_xml_reader_reads_them() {
+        let by_reader = |bytes: &[u8]| {
+            let (mut code, mut text) = (None, String::new());
+            xml::walk(bytes, &[], LIMITS, |node| {
+                if let xml::Node::End { path, text: t, .. } = node {
+                    match path.last().map(Vec::as_slice) {
+                        Some(b"StatusKode") if code.is_none() => code = t.parse().ok(),
+                        Some(b"FejlbeskedTekst") if text.is_empty() => text = t.to_owned(),
+                        _ => {}
+                    }
+                }
+                Ok::<_, xml::XmlError>(())
+            })
+            .unwrap();
+            (code.unwrap(), text)
+        };
+        let texts = [
+            "",
+            "token udloebet",
+            " spaces around ",
+            "æøå ÆØÅ",
+            "a < b & c > d",
+            "line\nbreak",
+            "tab\there",
+            "quote \" and ' apostrophe",
+        ];
+        let mut plain = 0;
+        for code in [0, 20, 40, 41, 59, 999_999_999] {
+            for text in texts {
+                let doc = standard_retur(code, text);
+                let fast = plain_standard_retur(doc.as_bytes());
+                if let Some(answer) = &fast {
+                    plain += 1;
+                    assert_eq!(answer, &by_reader(doc.as_bytes()), "{doc}");
+                }
+                assert_eq!(
+                    parse_standard_retur(doc.as_bytes()).unwrap(),
+                    by_reader(doc.as_bytes()),
+                    "{doc}"
+                );
+            }
+        }
+        // Four texts are plain; escaped ones (&lt; &quot; …) and control
+        // characters are not.
+        assert_eq!(plain, 6 * 4);
+        // Other forms: another prefix, no declaration, whitespace between
+        // tags, a default namespace, another namespace, an extra element.
+        let ns = SAGDOK_NS;
+        let other = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><x:StandardRetur xmlns:x=\"{ns}\"><x:StatusKode>41</x:StatusKode><x:FejlbeskedTekst>t</x:FejlbeskedTekst></x:StandardRetur>"
+        );
+        assert_eq!(
+            plain_standard_retur(other.as_bytes()),
+            Some((41, "t".into()))
+        );
+        for doc in [
+            format!("<sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst/></sd:StandardRetur>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\">\n  <sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetur>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><StandardRetur xmlns=\"{ns}\"><StatusKode>20</StatusKode><FejlbeskedTekst>x</FejlbeskedTekst></StandardRetur>"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"urn:other\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetur>".to_owned(),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst><sd:X/></sd:StandardRetur>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetur>trailing"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>+20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetur>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetur >"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sd:StandardRetur xmlns:sd=\"{ns}\"><sd:StatusKode>20</sd:StatusKode><sd:FejlbeskedTekst>x</sd:FejlbeskedTekst></sd:StandardRetu>"),
+        ] {
+            assert_eq!(plain_standard_retur(doc.as_bytes()), None, "{doc}");
+        }
+        // A cut or broken plain form is refused by the reader, not read.
+        let good = standard_retur(20, "");
+        for cut in 1..good.len() {
+            assert_eq!(plain_standard_retur(&good.as_bytes()[..cut]), None);
+        }
+    }
 
     #[test]
     fn inspects_envelopes_and_wrapped_envelopes() {

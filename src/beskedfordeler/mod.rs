@@ -27,6 +27,11 @@ pub struct BeskedfordelerConfig {
     /// Authorities published at the same time, each on its own connection
     /// (its batches in date order).
     pub parallel_authorities: usize,
+    /// Messages in flight over all connections: an authority publishes
+    /// while it holds min(its largest remaining batch, `in_flight`) of
+    /// them, so a night of small batches goes `parallel_authorities` at a
+    /// time, a mass day a few big ones at a time.
+    pub in_flight_total: usize,
     /// A message without a reply after this long is sent again.
     pub reply_timeout: std::time::Duration,
     /// How long publishing rides out an outage (broker unreachable, or up

@@ -326,9 +326,9 @@ pub async fn send(
 }
 
 /// Publishes every unpublished batch. Authorities go in parallel
-/// (`parallel_authorities` at a time), each on a connection of its own
-/// (logged in with its own token); an authority's batches go in date
-/// order, and a batch that is rejected or incomplete stops that
+/// (`parallel_authorities` at a time, while their windows fit in
+/// `in_flight_total`), each on a connection of its own (logged in with its
+/// own token); an authority's batches go in date order, and a batch that is rejected or incomplete stops that
 /// authority's later batches only. Outcomes come back in batch order
 /// (date, then authority).
 pub fn publish_all(state: &Path, cfg: &BeskedfordelerConfig) -> anyhow::Result<Vec<BatchOutcome>> {
@@ -359,9 +359,27 @@ fn publish_all_with<'a, B: Broker + 'a>(
     runtime.block_on(async {
         let tokens = tokio::sync::Mutex::new(crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?);
         let tokens = &tokens;
+        // The in-flight budget: an authority starts once its window fits,
+        // in order (the semaphore is fair). Many small batches then go at
+        // once, hiding each one's connect and round trips, while a mass
+        // day's big batches go a few at a time: more would only add
+        // connections, threads and memory, not speed.
+        let total = cfg.in_flight_total.clamp(1, u32::MAX as usize);
+        let budget = tokio::sync::Semaphore::new(total);
+        let budget = &budget;
         let jobs = per_authority.into_iter().map(|(authority, batches)| {
             let mut broker = make();
+            let window = batches
+                .iter()
+                .map(|(_, n_events, cursor)| n_events - cursor)
+                .max()
+                .unwrap_or(1)
+                .clamp(1, cfg.in_flight.min(total).max(1) as u64);
             async move {
+                let _permit = budget
+                    .acquire_many(window as u32)
+                    .await
+                    .context("the in-flight budget closed")?;
                 let mut link: Option<(B::Link, String)> = None;
                 let mut outcomes = Vec::new();
                 for (path, n_events, cursor) in batches {
@@ -407,23 +425,31 @@ struct Pending {
 
 /// The events of a batch held for (re)sending: those from index `base`
 /// (the first unconfirmed) up to the newest loaded, read from the batch
-/// in order as they are first needed.
+/// in order as they are first needed. The buffers of confirmed events are
+/// used again for the next ones (a mass day reads millions).
 struct Window {
     envelopes: outbox::Envelopes,
     base: usize,
-    items: std::collections::VecDeque<(String, Vec<u8>)>,
+    /// BeskedId (hyphenated, ASCII) and envelope of each held event.
+    items: std::collections::VecDeque<([u8; 36], Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl Window {
+    /// Buffers kept for reuse at most.
+    const SPARE: usize = 1024;
+
     /// Reads event `index` (the next one not yet read).
     fn load(&mut self, index: usize) -> anyhow::Result<()> {
         debug_assert_eq!(index, self.base + self.items.len());
-        let record = self
+        let mut envelope = self.spare.pop().unwrap_or_default();
+        let besked_id = self
             .envelopes
-            .next()
+            .next_into(&mut envelope)
             .ok_or_else(|| anyhow::anyhow!("the batch ended before its declared count"))??;
-        self.items
-            .push_back((record.besked_id.to_string(), record.envelope));
+        let mut id = [0u8; 36];
+        besked_id.hyphenated().encode_lower(&mut id);
+        self.items.push_back((id, envelope));
         Ok(())
     }
 
@@ -431,13 +457,19 @@ impl Window {
     /// in order).
     fn get(&self, index: usize) -> (&str, &[u8]) {
         let (id, body) = &self.items[index - self.base];
-        (id, body)
+        // encode_lower wrote ASCII.
+        (std::str::from_utf8(id).unwrap_or_default(), body)
     }
 
     /// Forgets the events before `index` (all confirmed).
     fn advance(&mut self, index: usize) {
-        while self.base < index && !self.items.is_empty() {
-            self.items.pop_front();
+        while self.base < index {
+            let Some((_, envelope)) = self.items.pop_front() else {
+                break;
+            };
+            if self.spare.len() < Self::SPARE {
+                self.spare.push(envelope);
+            }
             self.base += 1;
         }
     }
@@ -486,6 +518,7 @@ async fn publish_batch<B: Broker>(
         envelopes,
         base: 0,
         items: std::collections::VecDeque::new(),
+        spare: Vec::new(),
     };
     let total = (n_events - start) as usize;
     let mut outcome = BatchOutcome {
@@ -972,6 +1005,11 @@ mod tests {
         /// Connections that fail before one succeeds (`usize::MAX`: all).
         refuse_connections: usize,
         connects: usize,
+        /// Connections open now, and the most open at once.
+        open: usize,
+        max_open: usize,
+        /// Each reply waits this long (lets authorities overlap).
+        reply_delay: Duration,
         /// Every message id sent, in order.
         sent: Vec<String>,
     }
@@ -994,6 +1032,8 @@ mod tests {
             if s.connects <= s.refuse_connections {
                 anyhow::bail!("connection refused");
             }
+            s.open += 1;
+            s.max_open = s.max_open.max(s.open);
             Ok(ScriptedLink {
                 script: self.0.clone(),
                 replies: VecDeque::new(),
@@ -1014,10 +1054,20 @@ mod tests {
         }
 
         async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
+            let delay = self.script.lock().unwrap().reply_delay;
+            if !delay.is_zero() && !self.replies.is_empty() {
+                tokio::time::sleep(delay).await;
+            }
             match self.replies.pop_front() {
                 Some(r) => Some(Ok(r)),
                 None => std::future::pending().await,
             }
+        }
+    }
+
+    impl Drop for ScriptedLink {
+        fn drop(&mut self) {
+            self.script.lock().unwrap().open -= 1;
         }
     }
 
@@ -1053,6 +1103,7 @@ mod tests {
             tls: None,
             in_flight: 8,
             parallel_authorities: 4,
+            in_flight_total: 32,
             reply_timeout: Duration::from_millis(100),
             outage_deadline: Duration::from_millis(400),
             max_backoff: Duration::from_millis(20),
@@ -1257,6 +1308,34 @@ mod tests {
         assert_eq!(outbox::read_cursor(&a2).unwrap(), 4);
         assert_eq!(outbox::read_cursor(&a3).unwrap(), 0);
         assert_eq!(outbox::read_cursor(&b3).unwrap(), 10);
+    }
+
+    #[test]
+    fn authorities_go_at_once_while_their_windows_fit_the_in_flight_budget() {
+        // Six authorities; in_flight 8, budget 16, at most 4 connections.
+        let most_open = |events: u32| {
+            let dir = tempfile::tempdir().unwrap();
+            for a in 0..6 {
+                batch_of(dir.path(), 30167279 + a * 11, 2, events);
+            }
+            let broker = Scripted::default();
+            broker.0.lock().unwrap().reply_delay = Duration::from_millis(2);
+            let cfg = BeskedfordelerConfig {
+                in_flight_total: 16,
+                ..bf_config()
+            };
+            let outcomes = publish_all_with(dir.path(), &cfg, || broker.clone()).unwrap();
+            assert_eq!(outcomes.len(), 6);
+            assert!(outcomes.iter().all(|o| o.status == BatchStatus::Published
+                && o.published == u64::from(events)));
+            let s = broker.0.lock().unwrap();
+            assert_eq!(s.open, 0);
+            s.max_open
+        };
+        // Big batches take a whole window (8) each: two at a time.
+        assert_eq!(most_open(40), 2);
+        // Batches of 3 take 3 each: parallel_authorities (4) is the bound.
+        assert_eq!(most_open(3), 4);
     }
 
     #[test]

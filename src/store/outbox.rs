@@ -326,10 +326,11 @@ fn v1_besked_id(envelope: &[u8]) -> Option<Uuid> {
     Uuid::try_parse_ascii(envelope.get(at..at + 36)?).ok()
 }
 
-impl Iterator for Envelopes {
-    type Item = Result<Record, BatchError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Envelopes {
+    /// The next event into `envelope` (its old contents replaced, its
+    /// allocation reused): its `BeskedId`, or `None` after the last. After
+    /// an error `envelope` holds nothing useful.
+    pub fn next_into(&mut self, envelope: &mut Vec<u8>) -> Option<Result<Uuid, BatchError>> {
         if self.remaining == 0 {
             return None;
         }
@@ -347,26 +348,38 @@ impl Iterator for Envelopes {
                 if self.version != VERSION_1 {
                     self.decoder.read_exact(&mut id)?;
                 }
-                let mut env = vec![0u8; len];
-                self.decoder.read_exact(&mut env).map(|()| (id, env))
+                // A reused buffer is zeroed only where it grows.
+                envelope.resize(len, 0);
+                self.decoder.read_exact(envelope)?;
+                Ok(id)
             })
             .map_err(|_| corrupt(&self.path, "payload ends before its last event"))
-            .and_then(|(id, envelope)| {
-                let besked_id = if self.version == VERSION_1 {
-                    v1_besked_id(&envelope)
-                        .ok_or_else(|| corrupt(&self.path, "an event without a BeskedId"))?
+            .and_then(|id| {
+                if self.version == VERSION_1 {
+                    v1_besked_id(envelope)
+                        .ok_or_else(|| corrupt(&self.path, "an event without a BeskedId"))
                 } else {
-                    Uuid::from_bytes(id)
-                };
-                Ok(Record {
-                    besked_id,
-                    envelope,
-                })
+                    Ok(Uuid::from_bytes(id))
+                }
             });
         if result.is_err() {
             self.remaining = 0;
         }
         Some(result)
+    }
+}
+
+impl Iterator for Envelopes {
+    type Item = Result<Record, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut envelope = Vec::new();
+        self.next_into(&mut envelope).map(|r| {
+            r.map(|besked_id| Record {
+                besked_id,
+                envelope,
+            })
+        })
     }
 }
 
