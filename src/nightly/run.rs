@@ -123,14 +123,19 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         .context("cannot start worker threads")?;
     // Largest authority first (by its current snapshot's size): started
     // late, the biggest list would run alone at the end on one core.
-    let size = |a: &Authority| {
-        state
-            .read_current(a.cvr)
-            .ok()
-            .flatten()
-            .and_then(|d| std::fs::metadata(state.snapshot(a.cvr, d)).ok())
-            .map_or(0, |m| m.len())
-    };
+    let sizes: std::collections::HashMap<u32, u64> = selected
+        .iter()
+        .map(|a| {
+            let size = state
+                .read_current(a.cvr)
+                .ok()
+                .flatten()
+                .and_then(|d| std::fs::metadata(state.snapshot(a.cvr, d)).ok())
+                .map_or(0, |m| m.len());
+            (a.cvr, size)
+        })
+        .collect();
+    let size = |a: &Authority| sizes.get(&a.cvr).copied().unwrap_or(0);
     let work = |a: &Authority| -> Result<Vec<Outcome>, Fatal> {
         let mut outcomes = Vec::new();
         for &date in &req.dates {
@@ -164,8 +169,19 @@ pub fn execute(cfg: &Config, req: &Request) -> anyhow::Result<Report> {
         }
         Ok(outcomes)
     };
-    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> =
-        pool.install(|| crate::rt::largest_first(&selected, |a| size(a), |a| work(a)));
+    // The order the workers take them in (largest_first's).
+    let mut order: Vec<&Authority> = selected.to_vec();
+    order.sort_by_key(|a| std::cmp::Reverse(size(a)));
+    let per_authority: Vec<Result<Vec<Outcome>, Fatal>> = std::thread::scope(|scope| {
+        // Over OIOREST, the next authorities' reference collections are
+        // fetched while the workers download and diff (half as many
+        // threads, at most one round of workers ahead).
+        let _ahead = req
+            .dates
+            .first()
+            .map(|&date| sources.read_ahead(scope, cfg, order, date, threads.div_ceil(2), threads));
+        pool.install(|| crate::rt::largest_first(&selected, |a| size(a), |a| work(a)))
+    });
     if let Some(bar) = bar {
         bar.finish_and_clear();
         crate::nightly::report::clear_bar();

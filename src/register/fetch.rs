@@ -207,6 +207,13 @@ impl<R: std::io::Read> std::io::Read for Body<'_, R> {
 }
 
 /// A Register client with one client certificate.
+/// A checked reference collection and the deadline of its list.
+#[derive(Debug)]
+pub struct References {
+    pub rc: wire::ReferenceCollection,
+    deadline: Instant,
+}
+
 pub struct Client {
     http: reqwest::blocking::Client,
     cfg: RegisterConfig,
@@ -380,6 +387,20 @@ impl Client {
         date: jiff::civil::Date,
         kind: ListKind,
     ) -> Result<FetchedList, FetchError> {
+        let refs = self.fetch_references(sysid, date, kind)?;
+        self.fetch_listed(&refs)
+    }
+
+    /// The reference collection of `sysid`'s list for `date`, checked
+    /// (date, list type, counts): the first half of [`Client::fetch_list`],
+    /// which a run fetches ahead for the authorities next in line. Its
+    /// deadline (one for the whole list) starts now.
+    pub fn fetch_references(
+        &self,
+        sysid: &str,
+        date: jiff::civil::Date,
+        kind: ListKind,
+    ) -> Result<References, FetchError> {
         let path = match kind {
             ListKind::Full => wire::full_list_path(sysid),
             ListKind::Change => wire::change_list_path(sysid),
@@ -427,9 +448,16 @@ impl Client {
                 found: declared,
             });
         }
-        let dellister = self.fetch_dellister(&rc, deadline)?;
+        Ok(References { rc, deadline })
+    }
+
+    /// The dellister a reference collection lists, merged: the second
+    /// half of [`Client::fetch_list`], within the same deadline.
+    pub fn fetch_listed(&self, refs: &References) -> Result<FetchedList, FetchError> {
+        let rc = &refs.rc;
+        let dellister = self.fetch_dellister(rc, refs.deadline)?;
         let mut out = FetchedList {
-            list_id: rc.list_id,
+            list_id: rc.list_id.clone(),
             n_dellister: dellister.len(),
             ..FetchedList::default()
         };
