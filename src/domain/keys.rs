@@ -451,10 +451,14 @@ impl KeySet {
 }
 
 /// Sorts `u32`s with a three-pass LSD radix sort (11-bit digits); passes in
-/// which every value has the same digit are skipped.
+/// which every value has the same digit are skipped, and input already in
+/// order (lists exported in key order) is left as it is after one look.
 pub fn radix_sort(v: &mut Vec<u32>) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
+    if v.is_sorted() {
+        return;
+    }
     let n = v.len();
     if n < 512 || u32::try_from(n).is_err() {
         v.sort_unstable();
