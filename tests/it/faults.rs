@@ -153,13 +153,25 @@ fn broker_outages_are_ridden_out_or_end_at_the_deadline() {
             2,
             1_000_000,
             0.02,
-            "outage_deadline = \"4s\"\nmax_backoff_ms = 500\nreply_timeout_ms = 2000",
+            "outage_deadline = \"4s\"\nmax_backoff_ms = 500\nreply_timeout_ms = 30000\nin_flight = 100",
         );
-        let _emulator = flow.emulator(&[]);
+        // Answers held back 1 ms each: the 40,000 events take 40 s or
+        // more, so the broker surely stops mid-publish however long
+        // rabbitmqctl takes (on a busy CI machine the whole publish at
+        // full speed can be over before stop_app takes effect). Few in
+        // flight and a long reply timeout: no resend piles up behind the
+        // slow answers, so progress goes on until the stop.
+        let slow = flow.emulator(&["--delay-reply-ms", "1"]);
         let mut publisher = spawn_publish(flow.path());
         wait_for_progress(&flow, &mut publisher);
-        broker.ctl("stop_app");
+        assert!(
+            publisher.try_wait().unwrap().is_none(),
+            "still publishing when the broker stops"
+        );
+        // From the stop request: rabbitmqctl can take seconds to return,
+        // and the deadline may pass meanwhile.
         let stopped = Instant::now();
+        broker.ctl("stop_app");
         let out = publisher.wait_with_output().unwrap();
         let waited = stopped.elapsed();
         broker.ctl("start_app");
@@ -177,6 +189,9 @@ fn broker_outages_are_ridden_out_or_end_at_the_deadline() {
             stderr(&out).contains("deadline_left_s"),
             "each retry is logged with the time left"
         );
+        // The rerun at full speed.
+        drop(slow);
+        let _emulator = flow.emulator(&[]);
         let rerun = flow.publish();
         assert_code(&rerun, 0);
         let (events, duplicates) = delivered_at_least_once(&flow);
