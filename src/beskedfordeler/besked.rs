@@ -121,9 +121,14 @@ pub fn standard_retur(code: u32, text: &str) -> String {
 /// Reads `StatusKode` and `FejlbeskedTekst` of a `StandardRetur` (also
 /// inside a `ModtagBeskedOutput`).
 pub fn parse_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
-    if let Some(answer) = plain_standard_retur(bytes) {
-        return Ok(answer);
+    match plain_standard_retur(bytes) {
+        Some(answer) => Ok(answer),
+        None => read_standard_retur(bytes),
     }
+}
+
+/// [`parse_standard_retur`] through the XML reader, whatever the form.
+fn read_standard_retur(bytes: &[u8]) -> Result<(u32, String), String> {
     let (mut code, mut text) = (None, String::new());
     xml::walk(bytes, &[], LIMITS, |node| {
         if let xml::Node::End { path, text: t, .. } = node {
@@ -263,21 +268,7 @@ mod tests {
     /// and leaves every other form to it.
     #[test]
     fn plain_standard_returs_read_as_the_xml_reader_reads_them() {
-        let by_reader = |bytes: &[u8]| {
-            let (mut code, mut text) = (None, String::new());
-            xml::walk(bytes, &[], LIMITS, |node| {
-                if let xml::Node::End { path, text: t, .. } = node {
-                    match path.last().map(Vec::as_slice) {
-                        Some(b"StatusKode") if code.is_none() => code = t.parse().ok(),
-                        Some(b"FejlbeskedTekst") if text.is_empty() => text = t.to_owned(),
-                        _ => {}
-                    }
-                }
-                Ok::<_, xml::XmlError>(())
-            })
-            .unwrap();
-            (code.unwrap(), text)
-        };
+        let by_reader = |bytes: &[u8]| read_standard_retur(bytes).unwrap();
         let texts = [
             "",
             "token udloebet",
