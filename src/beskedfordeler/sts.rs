@@ -116,6 +116,8 @@ impl Tokens {
                 pem.extend(crate::tls::read_key_file(&c.client_key)?);
                 let ca = std::fs::read(&c.ca_cert)
                     .with_context(|| format!("cannot read {}", c.ca_cert.display()))?;
+                // reqwest takes the process-wide provider once one is installed.
+                crate::tls::provider();
                 let http = reqwest::Client::builder()
                     .tls_backend_rustls()
                     .tls_certs_only(

@@ -255,6 +255,8 @@ impl Client {
             .with_context(|| format!("cannot read CA {}", cfg.ca_cert.display()))?;
         let cas = reqwest::Certificate::from_pem_bundle(&ca_pem)
             .with_context(|| format!("{}: not a PEM certificate file", cfg.ca_cert.display()))?;
+        // reqwest takes the process-wide provider once one is installed.
+        crate::tls::provider();
         let http = reqwest::blocking::Client::builder()
             .tls_backend_rustls()
             .tls_certs_only(cas)
