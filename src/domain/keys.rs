@@ -120,9 +120,26 @@ pub fn parse_cpr_fast(bytes: &[u8; 10]) -> Option<u32> {
     if a > 9 || b > 9 {
         return None;
     }
-    let value = u64::from(high) * 100 + u64::from(a) * 10 + u64::from(b);
-    check_cpr(u32::try_from(value).ok()?).ok()
+    // The date from its digits (DDMM…), not from the value by division;
+    // the same rule as `check_cpr`.
+    let day = (bytes[0] - b'0') * 10 + (bytes[1] - b'0');
+    let month = (bytes[2] - b'0') * 10 + (bytes[3] - b'0');
+    if !(1..=12).contains(&month) || day == 0 || day > DAYS_IN_MONTH[usize::from(month)] {
+        return None;
+    }
+    Some(high * 100 + u32::from(a) * 10 + u32::from(b))
 }
+
+/// [`days_in_month`] as a table (index 0 unused).
+const DAYS_IN_MONTH: [u8; 13] = {
+    let mut t = [0u8; 13];
+    let mut m = 1;
+    while m <= 12 {
+        t[m] = days_in_month(m as u32) as u8;
+        m += 1;
+    }
+    t
+};
 
 /// The common case of [`parse_cvr`], fast; `None` means "take the slow path".
 #[inline]
@@ -382,6 +399,17 @@ mod tests {
             // The slow path alone (parse_cpr tries the fast one first).
             let slow = digits_value(bytes, KeyKind::Cpr).and_then(check_cpr).ok();
             assert_eq!(parse_cpr_fast(bytes), slow, "{input}");
+        }
+        // Every day and month pair, valid or not, at both ends of the rest.
+        for dd in 0..100 {
+            for mm in 0..100 {
+                for rest in ["000000", "999999", "901234"] {
+                    let input = format!("{dd:02}{mm:02}{rest}");
+                    let bytes: &[u8; 10] = input.as_bytes().try_into().unwrap();
+                    let slow = digits_value(bytes, KeyKind::Cpr).and_then(check_cpr).ok();
+                    assert_eq!(parse_cpr_fast(bytes), slow, "{input}");
+                }
+            }
         }
         for input in ["13585628", "24256790", "13585627", "1358562:", "00000000"] {
             let bytes: &[u8; 8] = input.as_bytes().try_into().unwrap();
