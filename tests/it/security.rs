@@ -690,3 +690,54 @@ fn listening_sockets(pids: &[u32]) -> Vec<(String, u16)> {
     }
     out
 }
+
+/// Our client and server configs, shaking hands in memory, agree on
+/// TLS 1.3 with AES-128-GCM (both ends prefer it), the client
+/// certificate checked.
+#[test]
+fn our_ends_agree_on_tls13_aes128_gcm_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    nemsms_diff::sim::certs::generate_test_certs(dir.path()).unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let client =
+        nemsms_diff::tls::client_config(&p("ca.pem"), &p("client.pem"), &p("client-key.pem"))
+            .unwrap();
+    let server =
+        nemsms_diff::tls::server_config(&p("server.pem"), &p("server-key.pem"), Some(&p("ca.pem")))
+            .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(client), name).unwrap();
+    let mut s = rustls::ServerConnection::new(std::sync::Arc::new(server)).unwrap();
+    for _ in 0..10 {
+        if !c.is_handshaking() && !s.is_handshaking() {
+            break;
+        }
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        s.read_tls(&mut &wire[..]).unwrap();
+        s.process_new_packets().unwrap();
+        wire.clear();
+        while s.wants_write() {
+            s.write_tls(&mut wire).unwrap();
+        }
+        c.read_tls(&mut &wire[..]).unwrap();
+        c.process_new_packets().unwrap();
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    for suite in [c.negotiated_cipher_suite(), s.negotiated_cipher_suite()] {
+        assert_eq!(
+            suite.map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+    }
+    assert!(s.peer_certificates().is_some_and(|c| !c.is_empty()));
+    // reqwest's clients take the same provider: it is the installed one.
+    let installed = rustls::crypto::CryptoProvider::get_default().unwrap();
+    assert_eq!(
+        installed.cipher_suites[0].suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
+}
