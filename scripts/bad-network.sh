@@ -18,8 +18,7 @@ LATENCY_MS=${LATENCY_MS:-20}
 DOWN_SECS=${DOWN_SECS:-4}
 RATE_KBIT=${RATE_KBIT:-200000}   # 200 Mbit/s per connection, each way
 
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

@@ -31,8 +31,7 @@ CHURN=${CHURN:-0.001}
 if [[ "${1:-}" == "--smoke" ]]; then KEYS=60000; AUTHORITIES=10; RUNS=1; fi
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 WORK=$(mktemp -d)
 SIM_PID= PROXY_PID=
 cleanup() {

@@ -27,8 +27,7 @@ RUNS=${RUNS:-3}
 FAULTS=${FAULTS:---answer-41-every 997 --drop-reply-every 1009}
 if [[ "${1:-}" == "--smoke" ]]; then KEYS=600000; RUNS=1; fi
 
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 WORK=$(mktemp -d)
 EMU_PID=
 stop_emulator() {

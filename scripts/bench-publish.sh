@@ -19,8 +19,7 @@ RUNS=${RUNS:-3}
 IN_FLIGHT=${IN_FLIGHT:-500}
 if [[ "${1:-}" == "--smoke" ]]; then KEYS=50000; CHURN=0.02; RUNS=1; fi
 
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 WORK=$(mktemp -d)
 EMU_PID=
 cleanup() {

@@ -25,8 +25,7 @@ KEYS=${KEYS:-6000000}
 AUTHORITIES=${AUTHORITIES:-98}
 if [[ "${1:-}" == "--smoke" ]]; then N=5; KEYS=100000; AUTHORITIES=10; fi
 
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 WORK=$(mktemp -d)
 SIM_PID= EMU_PID=
 cleanup() {

@@ -8,8 +8,7 @@
 # `status`, `check`, `config check` and what `prune` would remove.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/nemsms-diff
+source scripts/build-bin.sh
 DEMO=${DEMO_DIR:-$(mktemp -d)}
 echo "demo directory: $DEMO"
 "$BIN" generate --out "$DEMO/lists" --authorities 5 --keys 200000 --days 2 --churn 0.001
