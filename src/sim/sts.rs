@@ -266,12 +266,9 @@ impl Sts {
             );
         }
         if let Some(file) = self.record.lock().expect("lock").as_mut() {
-            let _ = writeln!(
-                file,
-                "{}",
-                serde_json::json!({"service": req.entity_id, "cvr": req.cvr})
-            );
-            let _ = file.flush();
+            // One write of the whole line, so a reader never sees half of it.
+            let line = serde_json::json!({"service": req.entity_id, "cvr": req.cvr});
+            let _ = file.write_all(format!("{line}\n").as_bytes());
         }
         let expires = jiff::Timestamp::now()
             + jiff::SignedDuration::try_from(self.opts.ttl).unwrap_or_default();
