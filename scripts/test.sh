@@ -48,7 +48,7 @@ cargo clippy --quiet --no-default-features -- -D warnings
 echo "== cargo test"
 cargo test 2>&1 | tee "$log"
 # The benches and the smoke runs use the test build (criterion runs each
-# bench once, asserting its result, under `cargo test --benches`): one build
+# bench once, asserting its result, under `cargo test --bench '*'`): one build
 # of the dependencies instead of a second, optimised one, about 10 minutes
 # less CI. The benchmark figures come from the release build
 # (`cargo bench`, the scripts without PROFILE).
