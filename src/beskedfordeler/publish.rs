@@ -13,7 +13,8 @@
 //!
 //! `StatusKode` 20 confirms; 41 (token expired) reconnects and resends; any
 //! other code stops that batch with the code and text in the report. A
-//! message without a reply within `reply_timeout` is sent again. An outage
+//! message without a reply within `reply_timeout` is sent again, a lost
+//! reply sooner (see `LostReplies`). An outage
 //! (the broker unreachable, or up but answering nothing) is ridden out with
 //! capped, jittered backoff and reconnects until `outage_deadline` (default
 //! 10 minutes) passes without a confirmed event; only then does the
@@ -421,6 +422,9 @@ fn publish_all_with<'a, B: Broker + 'a>(
 struct Pending {
     index: u64,
     sent_at: Instant,
+    /// When a later message's reply came first: replies come back about
+    /// in send order, so this one's reply is probably lost.
+    overtaken: Option<Instant>,
 }
 
 /// The events of a batch held for (re)sending: those from index `base`
@@ -475,14 +479,91 @@ impl Window {
     }
 }
 
-impl Pending {
-    /// When to send it again: `grace` after sending once a later message
-    /// was answered (its reply is lost), else after the reply timeout.
-    fn due(&self, newest_answered: Option<Instant>, grace: Duration, timeout: Duration) -> Instant {
-        if newest_answered.is_some_and(|n| n > self.sent_at) {
-            self.sent_at + grace
+/// When the oldest messages in flight are sent again, short of the reply
+/// timeout. Replies come back about in the order the messages went out,
+/// so a lost reply shows in two ways:
+/// - a later message is answered first (the message is *overtaken*): it
+///   is sent again `grace` after it went out;
+/// - nothing at all is answered for `grace` (the lost reply was the
+///   newest's, or the broker is slow): the oldest one unanswered is sent
+///   again, alone, as a probe, and the silence it takes for the next
+///   probe doubles each time (reset by any reply).
+///
+/// A slow broker's queued replies are not taken for lost ones however
+/// long the queue: while replies keep coming, only overtaken messages
+/// are sent again. A stall of the whole broker costs a probe or two per
+/// connection, not its window.
+#[derive(Default)]
+struct LostReplies {
+    /// The last reply on this connection, or the last probe.
+    quiet_since: Option<Instant>,
+    /// Probes sent since the last reply.
+    probes: u32,
+}
+
+impl LostReplies {
+    /// A reply with send number `seq` came: those before it still
+    /// waiting are overtaken (they form a prefix of `pending`, so the
+    /// walk back stops at the first one already marked).
+    fn answered(&mut self, pending: &mut BTreeMap<u64, Pending>, seq: u64, now: Instant) {
+        for (_, p) in pending.range_mut(..seq).rev() {
+            if p.overtaken.is_some() {
+                break;
+            }
+            p.overtaken = Some(now);
+        }
+        self.quiet_since = Some(now);
+        self.probes = 0;
+    }
+
+    /// When the next message is due to be sent again (`None`: nothing
+    /// in flight).
+    fn next_due(&self, pending: &BTreeMap<u64, Pending>, grace: Duration) -> Option<Instant> {
+        let (_, first) = pending.first_key_value()?;
+        Some(if first.overtaken.is_some() {
+            first.sent_at + grace
         } else {
-            self.sent_at + timeout
+            self.probe_due(first, grace)
+        })
+    }
+
+    fn probe_due(&self, oldest: &Pending, grace: Duration) -> Instant {
+        let silence = grace.saturating_mul(1 << self.probes.min(8));
+        self.quiet_since
+            .map_or(oldest.sent_at, |q| q.max(oldest.sent_at))
+            + silence
+    }
+
+    /// Takes the messages due now out of `pending`: every overtaken one
+    /// past its grace, else (nothing overtaken) the oldest one after the
+    /// silence, as a probe. Returns their event indexes and whether the
+    /// taken one was a probe.
+    fn take_due(
+        &mut self,
+        pending: &mut BTreeMap<u64, Pending>,
+        grace: Duration,
+        now: Instant,
+    ) -> (Vec<u64>, bool) {
+        let mut due = Vec::new();
+        while let Some(first) = pending.first_entry() {
+            match first.get().overtaken {
+                Some(_) if now >= first.get().sent_at + grace => due.push(first.remove().index),
+                _ => break,
+            }
+        }
+        if !due.is_empty() {
+            return (due, false);
+        }
+        match pending.first_entry() {
+            Some(first)
+                if first.get().overtaken.is_none() && now >= self.probe_due(first.get(), grace) =>
+            {
+                due.push(first.remove().index);
+                self.quiet_since = Some(now);
+                self.probes += 1;
+                (due, true)
+            }
+            _ => (due, false),
         }
     }
 }
@@ -545,16 +626,13 @@ async fn publish_batch<B: Broker>(
     // confirmations, mostly) before a new connection takes over. Dropping
     // them would resend the whole window on every 41.
     let mut draining = false;
-    // Lost replies: replies come back about in the order the messages
-    // went out, so a message still unanswered well after a later one was
-    // answered (or, at the end of the batch, well after it went out) has
-    // lost its reply; it is sent again after `grace` (four round trips as
-    // measured now, so a loaded broker's slow answers are not taken for
-    // lost ones; at least 200 ms) instead of the whole reply_timeout,
-    // which would stall the batch. Its event may then arrive twice: what
-    // at-least-once allows, and what any resend of it would cost.
+    // Lost replies (see `LostReplies`) are sent again after `grace`
+    // (four round trips as measured now, at least 200 ms) instead of the
+    // whole reply_timeout, which would stall the batch. Its event may then
+    // arrive twice: what at-least-once allows, and what any resend of it
+    // would cost.
     let mut rtt: Option<Duration> = None;
-    let mut newest_answered: Option<Instant> = None;
+    let mut lost = LostReplies::default();
 
     let mut token = String::new();
     'outer: while cursor < n_events {
@@ -620,6 +698,7 @@ async fn publish_batch<B: Broker>(
             for p in std::mem::take(&mut pending) {
                 resend.insert(p.1.index);
             }
+            lost = LostReplies::default();
         }
         let link = &mut link_slot.as_mut().expect("connected").0;
         // Fill the window: resends first, then new events, handed to the
@@ -665,7 +744,14 @@ async fn publish_batch<B: Broker>(
                     let sent_at = Instant::now();
                     outcome.sent += out.len() as u64;
                     for &(index, seq, _) in &out {
-                        pending.insert(seq, Pending { index, sent_at });
+                        pending.insert(
+                            seq,
+                            Pending {
+                                index,
+                                sent_at,
+                                overtaken: None,
+                            },
+                        );
                     }
                 }
                 Ok(Err(e)) => broken = Some(e.to_string()),
@@ -695,22 +781,11 @@ async fn publish_batch<B: Broker>(
                 .max(Duration::from_millis(200))
                 .min(cfg.reply_timeout)
         });
-        // Once every event has gone out, or nothing more goes out on this
-        // connection (draining after a 41), nothing later can be answered:
-        // the last messages get the grace alone, so a lost reply among them
-        // costs a few round trips, not the reply timeout.
-        let answered = if next >= total || draining {
-            Some(Instant::now())
-        } else {
-            newest_answered
-        };
-        let due = move |p: &Pending| p.due(answered, grace, cfg.reply_timeout);
-        // Pending messages are in send order, and so are their due times
-        // (see `Pending::due`): the first is the next one overdue.
-        let wait = pending
-            .first_key_value()
-            .map_or(cfg.reply_timeout, |(_, p)| {
-                due(p).saturating_duration_since(Instant::now())
+        let wait = lost
+            .next_due(&pending, grace)
+            .map_or(cfg.reply_timeout, |due| {
+                due.saturating_duration_since(Instant::now())
+                    .min(cfg.reply_timeout)
             });
         let first =
             tokio::time::timeout(wait.max(Duration::from_millis(1)), link.next_reply()).await;
@@ -734,16 +809,12 @@ async fn publish_batch<B: Broker>(
             }
             Ok(other) => (Vec::new(), Some(other)),
             Err(_) => {
-                // Overdue (a lost reply, or the reply timeout): send again.
-                let now = Instant::now();
-                while let Some(first) = pending.first_entry() {
-                    if now < due(first.get()) {
-                        break;
-                    }
-                    resend.insert(first.remove().index);
-                }
-                if draining {
-                    // What the spent connection still owed is sent again.
+                // Overdue (a lost reply, or silence): send again.
+                let (due, probe) = lost.take_due(&mut pending, grace, Instant::now());
+                resend.extend(due);
+                if draining && (probe || pending.is_empty()) {
+                    // The spent connection went quiet (or owes nothing
+                    // more): what it still owed is sent again on a new one.
                     *link_slot = None;
                     draining = false;
                     continue;
@@ -765,18 +836,17 @@ async fn publish_batch<B: Broker>(
             }
         };
         for (cid, data) in replies {
-            let Some(p) = cid
-                .as_deref()
-                .and_then(|c| correlation.seq(c))
-                .and_then(|s| pending.remove(&s))
-            else {
-                continue; // not ours, or a late reply to an attempt already resent
+            let Some(s) = cid.as_deref().and_then(|c| correlation.seq(c)) else {
+                continue; // not ours
+            };
+            // (A late reply to an attempt already resent still shows
+            // which are overtaken.)
+            lost.answered(&mut pending, s, Instant::now());
+            let Some(p) = pending.remove(&s) else {
+                continue;
             };
             let took = p.sent_at.elapsed();
             rtt = Some(rtt.map_or(took, |r| (r * 7 + took) / 8));
-            if newest_answered.is_none_or(|n| n < p.sent_at) {
-                newest_answered = Some(p.sent_at);
-            }
             let local = p.index as usize;
             let (code, text) = besked::parse_standard_retur(&data)
                 .unwrap_or((0, "unreadable StandardRetur".into()));
@@ -1012,6 +1082,10 @@ mod tests {
         max_open: usize,
         /// Each reply waits this long (lets authorities overlap).
         reply_delay: Duration,
+        /// After this many replies, the broker stalls for that long.
+        stall: Option<(usize, Duration)>,
+        stall_until: Option<Instant>,
+        delivered: usize,
         /// Every message id sent, in order.
         sent: Vec<String>,
     }
@@ -1056,12 +1130,27 @@ mod tests {
         }
 
         async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
-            let delay = self.script.lock().unwrap().reply_delay;
+            let (delay, stall_until) = {
+                let s = self.script.lock().unwrap();
+                (s.reply_delay, s.stall_until)
+            };
             if !delay.is_zero() && !self.replies.is_empty() {
                 tokio::time::sleep(delay).await;
             }
+            if let Some(until) = stall_until {
+                tokio::time::sleep_until(until.into()).await;
+            }
             match self.replies.pop_front() {
-                Some(r) => Some(Ok(r)),
+                Some(r) => {
+                    let mut s = self.script.lock().unwrap();
+                    s.delivered += 1;
+                    if let Some((after, long)) = s.stall
+                        && s.delivered == after
+                    {
+                        s.stall_until = Some(Instant::now() + long);
+                    }
+                    Some(Ok(r))
+                }
                 None => std::future::pending().await,
             }
         }
@@ -1286,6 +1375,34 @@ mod tests {
             "{:?}",
             clock.elapsed()
         );
+    }
+
+    #[test]
+    fn a_stalled_broker_costs_a_probe_or_two_not_the_window() {
+        // The whole batch goes out at once; after two replies the broker
+        // stalls for 1.5 s (a long pause, far past the 200 ms grace), then
+        // answers everything. Queued replies are not lost ones: what is
+        // sent again is a probe now and then, not the 6 still waiting.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ids) = batch(dir.path(), 8);
+        let mut broker = Scripted::default();
+        broker.0.lock().unwrap().stall = Some((2, Duration::from_millis(1500)));
+        let mut cfg = bf_config();
+        cfg.reply_timeout = Duration::from_secs(60);
+        cfg.outage_deadline = Duration::from_secs(120);
+        let o = publish_with(&path, 8, &mut broker, &cfg);
+        assert_eq!((o.status, o.published), (BatchStatus::Published, 8));
+        let s = broker.0.lock().unwrap();
+        assert_eq!(s.connects, 1);
+        // Probes after 200, 600 and 1400 ms of silence (the silence
+        // doubles), all of the oldest ones: at most 3 of 6 resent.
+        assert!(o.sent >= 9 && o.sent <= 11, "sent {}", o.sent);
+        let resent: Vec<&String> = ids
+            .iter()
+            .filter(|id| s.sent.iter().filter(|x| x == id).count() > 1)
+            .collect();
+        assert_eq!(resent.len() as u64, o.sent - 8);
+        assert!(resent.iter().all(|id| ids[2..5].contains(id)), "{resent:?}");
     }
 
     #[test]
