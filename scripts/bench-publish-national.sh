@@ -119,7 +119,7 @@ if [[ -n ${WAN_MS:-} ]]; then
 fi
 if [[ -n $MASS ]]; then
     secs=$(median_of "$WORK/clean.secs")
-    echo "mass day: $EVENTS events in $BATCHES batches published in median $secs s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/clean.secs"))"
+    echo "mass day: $EVENTS events in $BATCHES batches published in median $secs s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/clean.secs")); duplicates: $(tr '\n' ' ' <"$WORK/clean.dups")"
     awk -v n="$EVENTS" -v s="$secs" -v c="$(median_of "$WORK/clean.cpu")" -v m="$(median_of "$WORK/clean.rss")" 'BEGIN {
         r = n / s
         printf "  confirmed end to end: %.0f envelopes/s (target >= 10000: %s); publisher CPU per message %.1f µs (target <= 20: %s); publisher peak RSS %.0f MB\n",
@@ -133,7 +133,7 @@ clean=$(median_of "$WORK/clean.secs")
 faulted=$(median_of "$WORK/faults.secs")
 dups=$(median_of "$WORK/faults.dups")
 echo "national day: $BATCHES batches, $EVENTS events, every BeskedId delivered in every run"
-echo "  fault-free: median $clean s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/clean.secs")); publisher CPU (user+sys) per delivered message: median $(median_of "$WORK/clean.cpu") µs"
+echo "  fault-free: median $clean s over $RUNS runs (all: $(tr '\n' ' ' <"$WORK/clean.secs")); publisher CPU (user+sys) per delivered message: median $(median_of "$WORK/clean.cpu") µs; duplicates $(tr '\n' ' ' <"$WORK/clean.dups")"
 echo "  with faults ($FAULTS): median $faulted s (all: $(tr '\n' ' ' <"$WORK/faults.secs")); duplicates median $dups (all: $(tr '\n' ' ' <"$WORK/faults.dups"))"
 awk -v f="$faulted" -v c="$clean" -v d="$dups" -v n="$EVENTS" 'BEGIN {
     r = f / c; p = 100 * d / n
