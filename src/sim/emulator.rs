@@ -145,7 +145,14 @@ async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> anyho
 /// Runs the emulator until SIGTERM or SIGINT.
 pub fn serve(opts: Options) -> anyhow::Result<()> {
     let runtime = crate::rt::runtime()?;
-    runtime.block_on(serve_async(opts))
+    let result = runtime.block_on(serve_async(opts));
+    // Stopped while the broker is away, lapin's I/O threads are still
+    // trying to connect on this runtime: dropping it would cancel their
+    // tasks under them, and each would panic ("Task did not complete").
+    // The process ends here (`simulate beskedfordeler` runs nothing
+    // after), so the runtime is left to end with it.
+    std::mem::forget(runtime);
+    result
 }
 
 async fn serve_async(opts: Options) -> anyhow::Result<()> {

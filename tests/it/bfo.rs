@@ -37,6 +37,56 @@ fn every_event_reaches_the_dueslag_exactly_once() {
 }
 
 #[test]
+fn the_emulator_stops_cleanly_while_it_cannot_reach_the_broker() {
+    // A broker that is away (nothing listens on the port): the emulator
+    // keeps reconnecting, and lapin's I/O threads are mid-connect when
+    // SIGTERM comes. It stops with its one line, exit 0, and no panic
+    // from those threads (each stop lands at another point of the
+    // reconnect loop).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    for wait_ms in [600, 900, 1200] {
+        let err = dir.path().join(format!("emulator-{wait_ms}.err"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nemsms-diff"))
+            .args([
+                "simulate",
+                "beskedfordeler",
+                "--exchange",
+                "X",
+                "--subscribe",
+            ])
+            .arg(format!("q={NEMSMS_TYPE}"))
+            .env(
+                "NEMSMS_DIFF_AMQP_URL",
+                format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            )
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        let text = fs::read_to_string(&err).unwrap();
+        assert!(text.contains("reconnecting"), "{text}");
+        assert!(text.contains("beskedfordeler emulator stopped"), "{text}");
+        assert!(
+            !text.contains("panicked"),
+            "stopped after {wait_ms} ms:\n{text}"
+        );
+        assert!(status.success(), "{status:?}\n{text}");
+    }
+}
+
+#[test]
 fn subscriptions_filter_on_a_value_list_of_objekt_ids() {
     let flow = Flow::new(1, 20_000, 0.01, "");
     // Subscribe to two of the CPR numbers the events are about.
