@@ -360,6 +360,12 @@ fn publish_all_with<'a, B: Broker + 'a>(
     runtime.block_on(async {
         let tokens = tokio::sync::Mutex::new(crate::beskedfordeler::sts::Tokens::new(&cfg.tokens)?);
         let tokens = &tokens;
+        // Once one authority's attempts to connect have outlasted
+        // outage_deadline, the broker is down for all: the others stop at
+        // their next failed connect instead of each waiting out a deadline
+        // of its own (98 authorities, 16 at a time, would take hours).
+        let unreachable = std::sync::atomic::AtomicBool::new(false);
+        let unreachable = &unreachable;
         // The in-flight budget: an authority starts once its window fits,
         // in order (the semaphore is fair). Many small batches then go at
         // once, hiding each one's connect and round trips, while a mass
@@ -393,6 +399,7 @@ fn publish_all_with<'a, B: Broker + 'a>(
                         &mut broker,
                         &mut link,
                         tokens,
+                        unreachable,
                     )
                     .await?;
                     let stop = outcome.status != BatchStatus::Published;
@@ -578,6 +585,7 @@ async fn publish_batch<B: Broker>(
     broker: &mut B,
     link_slot: &mut Option<(B::Link, String)>,
     tokens: &tokio::sync::Mutex<crate::beskedfordeler::sts::Tokens>,
+    unreachable: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<BatchOutcome> {
     let name = path
         .strip_prefix(
@@ -684,9 +692,17 @@ async fn publish_batch<B: Broker>(
                 Ok(l) => *link_slot = Some((l, token.clone())),
                 Err(e) => {
                     let e = format!("{e:#}");
+                    if unreachable.load(std::sync::atomic::Ordering::Relaxed) {
+                        outcome.fail_incomplete_with(format!(
+                            "publish incomplete: Beskedfordeler unreachable (another authority's attempts outlasted outage_deadline {} s); last error: {e}",
+                            cfg.outage_deadline.as_secs()
+                        ));
+                        break 'outer;
+                    }
                     match outage.failed(&e, cfg.max_backoff) {
                         Some(delay) => tokio::time::sleep(delay).await,
                         None => {
+                            unreachable.store(true, std::sync::atomic::Ordering::Relaxed);
                             outcome.fail_incomplete(&outage, &e);
                             break 'outer;
                         }
@@ -916,13 +932,17 @@ async fn publish_batch<B: Broker>(
 
 impl BatchOutcome {
     fn fail_incomplete(&mut self, outage: &Outage, error: &str) {
-        self.status = BatchStatus::Incomplete;
-        self.message = Some(format!(
+        self.fail_incomplete_with(format!(
             "publish incomplete: no progress for {} s ({} attempts), outage_deadline {} s passed; last error: {error}",
             outage.idle().as_secs(),
             outage.attempts,
             outage.deadline.as_secs()
         ));
+    }
+
+    fn fail_incomplete_with(&mut self, message: String) {
+        self.status = BatchStatus::Incomplete;
+        self.message = Some(message);
     }
 }
 
@@ -1249,9 +1269,20 @@ mod tests {
             let mut link = None;
             let tokens = tokio::sync::Mutex::new(Tokens::new(&cfg.tokens).unwrap());
             let start = outbox::read_cursor(path).unwrap();
-            publish_batch(path, AUTHORITY, n, start, cfg, broker, &mut link, &tokens)
-                .await
-                .unwrap()
+            let unreachable = std::sync::atomic::AtomicBool::new(false);
+            publish_batch(
+                path,
+                AUTHORITY,
+                n,
+                start,
+                cfg,
+                broker,
+                &mut link,
+                &tokens,
+                &unreachable,
+            )
+            .await
+            .unwrap()
         })
     }
 
@@ -1519,6 +1550,49 @@ mod tests {
             4,
             "never past an unconfirmed event"
         );
+    }
+
+    #[test]
+    fn an_unreachable_broker_is_waited_out_once_not_once_per_authority() {
+        // 12 authorities, 4 at a time, the broker refusing every
+        // connection: the first 4 retry until outage_deadline; the other
+        // 8 stop at their first failed connect, each batch incomplete
+        // (its cursor where it was) with the reason.
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..12)
+            .map(|i| batch_of(dir.path(), 30_000_000 + i, 2, 8).0)
+            .collect();
+        let broker = Scripted::default();
+        broker.0.lock().unwrap().refuse_connections = usize::MAX;
+        let cfg = bf_config();
+        let outcomes = publish_all_with(dir.path(), &cfg, || broker.clone()).unwrap();
+        assert_eq!(outcomes.len(), 12);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| o.status == BatchStatus::Incomplete && o.published == 0)
+        );
+        let messages: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o.message.as_deref().unwrap())
+            .collect();
+        assert!(
+            messages.iter().all(|m| m.contains("connection refused")),
+            "{messages:?}"
+        );
+        let at_once = messages
+            .iter()
+            .filter(|m| m.contains("another authority's attempts outlasted outage_deadline"))
+            .count();
+        assert!(at_once >= 8, "{messages:?}");
+        let s = broker.0.lock().unwrap();
+        // 4 x the retries until the deadline, + 1 each for the other 8
+        // (far fewer than 12 x the retries).
+        let retries_each = (s.connects - at_once) / (12 - at_once);
+        assert!(retries_each >= 5, "{} connects", s.connects);
+        for p in &paths {
+            assert_eq!(outbox::read_cursor(p).unwrap(), 0);
+        }
     }
 
     #[test]
