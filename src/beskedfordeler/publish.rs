@@ -429,9 +429,9 @@ fn publish_all_with<'a, B: Broker + 'a>(
 struct Pending {
     index: u64,
     sent_at: Instant,
-    /// When a later message's reply came first: replies come back about
-    /// in send order, so this one's reply is probably lost.
-    overtaken: Option<Instant>,
+    /// A later message's reply came first: replies come back about in
+    /// send order, so this one's reply is probably lost.
+    overtaken: bool,
 }
 
 /// The events of a batch held for (re)sending: those from index `base`
@@ -514,10 +514,10 @@ impl LostReplies {
     /// walk back stops at the first one already marked).
     fn answered(&mut self, pending: &mut BTreeMap<u64, Pending>, seq: u64, now: Instant) {
         for (_, p) in pending.range_mut(..seq).rev() {
-            if p.overtaken.is_some() {
+            if p.overtaken {
                 break;
             }
-            p.overtaken = Some(now);
+            p.overtaken = true;
         }
         self.quiet_since = Some(now);
         self.probes = 0;
@@ -527,7 +527,7 @@ impl LostReplies {
     /// in flight).
     fn next_due(&self, pending: &BTreeMap<u64, Pending>, grace: Duration) -> Option<Instant> {
         let (_, first) = pending.first_key_value()?;
-        Some(if first.overtaken.is_some() {
+        Some(if first.overtaken {
             first.sent_at + grace
         } else {
             self.probe_due(first, grace)
@@ -553,18 +553,16 @@ impl LostReplies {
     ) -> (Vec<u64>, bool) {
         let mut due = Vec::new();
         while let Some(first) = pending.first_entry() {
-            match first.get().overtaken {
-                Some(_) if now >= first.get().sent_at + grace => due.push(first.remove().index),
-                _ => break,
+            if !(first.get().overtaken && now >= first.get().sent_at + grace) {
+                break;
             }
+            due.push(first.remove().index);
         }
         if !due.is_empty() {
             return (due, false);
         }
         match pending.first_entry() {
-            Some(first)
-                if first.get().overtaken.is_none() && now >= self.probe_due(first.get(), grace) =>
-            {
+            Some(first) if !first.get().overtaken && now >= self.probe_due(first.get(), grace) => {
                 due.push(first.remove().index);
                 self.quiet_since = Some(now);
                 self.probes += 1;
@@ -765,7 +763,7 @@ async fn publish_batch<B: Broker>(
                             Pending {
                                 index,
                                 sent_at,
-                                overtaken: None,
+                                overtaken: false,
                             },
                         );
                     }
@@ -857,11 +855,12 @@ async fn publish_batch<B: Broker>(
             };
             // (A late reply to an attempt already resent still shows
             // which are overtaken.)
-            lost.answered(&mut pending, s, Instant::now());
+            let now = Instant::now();
+            lost.answered(&mut pending, s, now);
             let Some(p) = pending.remove(&s) else {
                 continue;
             };
-            let took = p.sent_at.elapsed();
+            let took = now - p.sent_at;
             rtt = Some(rtt.map_or(took, |r| (r * 7 + took) / 8));
             let local = p.index as usize;
             let (code, text) = besked::parse_standard_retur(&data)

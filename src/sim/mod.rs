@@ -9,3 +9,12 @@ pub mod generate;
 pub mod proxy;
 pub mod simulate;
 pub mod sts;
+
+/// Appends one JSON line to a simulator's `--record` file in a single
+/// write: `writeln!` on a File writes in pieces, and a test reading the
+/// record meanwhile saw half a line. What fails is not the simulator's
+/// business (the test reading the record finds it short).
+pub(crate) fn record_line(file: &mut std::fs::File, line: &serde_json::Value) {
+    use std::io::Write;
+    let _ = file.write_all(format!("{line}\n").as_bytes());
+}

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -238,9 +237,7 @@ impl Sim {
     fn record(&self, method: &str, path: &str, body: &[u8]) {
         if let Some(file) = self.record.lock().expect("lock").as_mut() {
             let line = serde_json::json!({"method": method, "path": path, "body": String::from_utf8_lossy(body)});
-            // One write of the whole line: `writeln!` on a File writes in
-            // pieces, and a test reading the record meanwhile saw half a line.
-            let _ = file.write_all(format!("{line}\n").as_bytes());
+            crate::sim::record_line(file, &line);
         }
     }
 

@@ -16,7 +16,6 @@
 //! the STS simulator: same key file, signature, expiry, audience, CVR.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -266,9 +265,10 @@ impl Sts {
             );
         }
         if let Some(file) = self.record.lock().expect("lock").as_mut() {
-            // One write of the whole line, so a reader never sees half of it.
-            let line = serde_json::json!({"service": req.entity_id, "cvr": req.cvr});
-            let _ = file.write_all(format!("{line}\n").as_bytes());
+            crate::sim::record_line(
+                file,
+                &serde_json::json!({"service": req.entity_id, "cvr": req.cvr}),
+            );
         }
         let expires = jiff::Timestamp::now()
             + jiff::SignedDuration::try_from(self.opts.ttl).unwrap_or_default();
