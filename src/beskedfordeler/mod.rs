@@ -2,6 +2,7 @@
 //! the envelope, STS tokens, and AliveBesked.
 
 pub mod alive;
+pub mod amqp;
 pub mod besked;
 pub mod publish;
 pub mod sts;

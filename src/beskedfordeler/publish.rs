@@ -26,13 +26,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use uuid::Uuid;
 
-use crate::beskedfordeler::BeskedfordelerConfig;
+use crate::beskedfordeler::{BeskedfordelerConfig, amqp};
 use crate::{beskedfordeler::besked, fsutil, store::outbox};
 
 /// The direct reply-to pseudo queue.
@@ -77,13 +76,6 @@ impl BatchStatus {
 }
 
 /// A connection with its reply consumer.
-pub struct Link {
-    _connection: Connection,
-    channel: Channel,
-    replies: Consumer,
-    exchange: String,
-}
-
 /// SASL EXTERNAL whose response is the token, the decoded SAML assertion
 /// (KOMBIT's `TokenSaslConfig`).
 struct TokenLogin(String);
@@ -182,6 +174,8 @@ pub trait BrokerLink {
     fn next_reply(
         &mut self,
     ) -> impl std::future::Future<Output = Option<anyhow::Result<(Option<String>, Vec<u8>)>>>;
+    /// Ends the connection politely (the broker then logs no abrupt close).
+    fn close(self) -> impl std::future::Future<Output = ()>;
 }
 
 /// One envelope to publish.
@@ -220,16 +214,17 @@ impl Correlation {
     }
 }
 
-/// Beskedfordeler over AMQP (lapin).
+/// Beskedfordeler over AMQP ([`amqp::Link`], our own client on
+/// amq-protocol's codec).
 pub struct Amqp<'a> {
     pub cfg: &'a BeskedfordelerConfig,
 }
 
 impl Broker for Amqp<'_> {
-    type Link = Link;
+    type Link = amqp::Link;
 
-    async fn connect(&mut self, token: &str) -> anyhow::Result<Link> {
-        link(self.cfg, token).await
+    async fn connect(&mut self, token: &str) -> anyhow::Result<amqp::Link> {
+        amqp::connect(self.cfg, token).await
     }
 
     fn token_login(&self) -> bool {
@@ -237,61 +232,18 @@ impl Broker for Amqp<'_> {
     }
 }
 
-impl BrokerLink for Link {
+impl BrokerLink for amqp::Link {
     async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
-        let sends = msgs
-            .iter()
-            .map(|m| {
-                Box::pin(send(
-                    &self.channel,
-                    &self.exchange,
-                    token,
-                    m.body,
-                    m.message_id,
-                    m.correlation_id,
-                ))
-            })
-            .collect();
-        crate::rt::in_order(sends).await?;
-        Ok(())
+        amqp::Link::send_all(self, token, msgs).await
     }
 
     async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
-        self.replies.next().await.map(|r| {
-            r.map(|d| {
-                (
-                    d.properties
-                        .correlation_id()
-                        .as_ref()
-                        .map(|c| c.to_string()),
-                    d.data,
-                )
-            })
-            .map_err(anyhow::Error::from)
-        })
+        amqp::Link::next_reply(self).await
     }
-}
 
-async fn link(cfg: &BeskedfordelerConfig, token: &str) -> anyhow::Result<Link> {
-    let (connection, channel) = connect(cfg, token).await?;
-    let replies = channel
-        .basic_consume(
-            REPLY_TO.into(),
-            format!("nemsms-diff-{}", Uuid::new_v4()).as_str().into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .context("cannot consume direct replies")?;
-    Ok(Link {
-        _connection: connection,
-        channel,
-        replies,
-        exchange: cfg.exchange.clone(),
-    })
+    async fn close(self) {
+        amqp::Link::close(self).await
+    }
 }
 
 /// Publishes one message; the caller matches the reply by `correlation_id`.
@@ -407,6 +359,9 @@ fn publish_all_with<'a, B: Broker + 'a>(
                     if stop {
                         break;
                     }
+                }
+                if let Some((link, _)) = link {
+                    link.close().await;
                 }
                 Ok(outcomes)
             }
@@ -1147,6 +1102,8 @@ mod tests {
             }
             Ok(())
         }
+
+        async fn close(self) {}
 
         async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
             let (delay, stall_until) = {
