@@ -122,17 +122,16 @@ impl Link {
         };
         link.io.write_all(PROTOCOL_HEADER).await?;
         link.io.flush().await?;
-        let (mechanism, response) =
-            if uri.query.auth_mechanism == Some(SASLMechanism::External) {
-                ("EXTERNAL", token.as_bytes().to_vec())
-            } else {
-                let u = &uri.authority.userinfo;
-                let mut r = vec![0];
-                r.extend_from_slice(u.username.as_bytes());
-                r.push(0);
-                r.extend_from_slice(u.password.as_bytes());
-                ("PLAIN", r)
-            };
+        let (mechanism, response) = if uri.query.auth_mechanism == Some(SASLMechanism::External) {
+            ("EXTERNAL", token.as_bytes().to_vec())
+        } else {
+            let u = &uri.authority.userinfo;
+            let mut r = vec![0];
+            r.extend_from_slice(u.username.as_bytes());
+            r.push(0);
+            r.extend_from_slice(u.password.as_bytes());
+            ("PLAIN", r)
+        };
         let start = match link.handshake_method().await? {
             connection::AMQPMethod::Start(s) => s,
             other => anyhow::bail!("the broker began with {other:?}, not Connection.Start"),
@@ -181,45 +180,34 @@ impl Link {
         };
         let frame_max = least(uri.query.frame_max.unwrap_or(FRAME_MAX), tune.frame_max);
         let frame_max = if frame_max == 0 { FRAME_MAX } else { frame_max };
-        anyhow::ensure!(frame_max >= 4096, "the broker's frame_max {frame_max} is too small");
+        anyhow::ensure!(
+            frame_max >= 4096,
+            "the broker's frame_max {frame_max} is too small"
+        );
         let heartbeat = least(
             u32::from(uri.query.heartbeat.unwrap_or(tune.heartbeat)),
             u32::from(tune.heartbeat),
         ) as u16;
         link.frame_max = frame_max;
         link.heartbeat = (heartbeat > 0).then(|| Duration::from_secs(heartbeat.into()));
-        link.send_method(
-            0,
+        // The rest goes in one write, without waiting for each answer (the
+        // broker takes the methods in order): two round trips fewer per
+        // connection, which a broker across a WAN feels.
+        let mut rest = Vec::new();
+        for m in [
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: tune.channel_max,
                 frame_max,
                 heartbeat,
             })),
-        )
-        .await?;
-        link.send_method(
-            0,
             AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
                 virtual_host: uri.vhost.as_str().into(),
             })),
-        )
-        .await?;
-        match link.handshake_method().await? {
-            connection::AMQPMethod::OpenOk(_) => {}
-            other => anyhow::bail!("the broker answered Connection.Open with {other:?}"),
+        ] {
+            rest.extend(encode(&AMQPFrame::Method(0, m))?);
         }
-        link.send_method(
-            CHANNEL,
+        for m in [
             AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        )
-        .await?;
-        link.await_method(CHANNEL, |m| {
-            matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
-        })
-        .await
-        .context("cannot open a channel")?;
-        link.send_method(
-            CHANNEL,
             AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
                 queue: REPLY_TO.into(),
                 consumer_tag: format!("nemsms-diff-{}", uuid::Uuid::new_v4()).into(),
@@ -229,8 +217,19 @@ impl Link {
                 nowait: false,
                 arguments: FieldTable::default(),
             })),
-        )
-        .await?;
+        ] {
+            rest.extend(encode(&AMQPFrame::Method(CHANNEL, m))?);
+        }
+        link.write(&rest).await?;
+        match link.handshake_method().await? {
+            connection::AMQPMethod::OpenOk(_) => {}
+            other => anyhow::bail!("the broker answered Connection.Open with {other:?}"),
+        }
+        link.await_method(CHANNEL, |m| {
+            matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        })
+        .await
+        .context("cannot open a channel")?;
         link.await_method(CHANNEL, |m| {
             matches!(m, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
         })
@@ -254,7 +253,10 @@ impl Link {
         loop {
             match self.frame().await? {
                 None => anyhow::bail!("the broker closed the connection during the login"),
-                Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c)))) => {
+                Some(AMQPFrame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(c)),
+                )) => {
                     return Err(self.closed_by_broker(&c).await);
                 }
                 Some(AMQPFrame::Method(0, AMQPClass::Connection(m))) => return Ok(m),
@@ -464,7 +466,10 @@ impl Link {
                 AMQPFrame::Method(_, AMQPClass::Connection(connection::AMQPMethod::Blocked(b))) => {
                     tracing::warn!(reason = b.reason.as_str(), "the broker blocked publishing");
                 }
-                AMQPFrame::Method(_, AMQPClass::Connection(connection::AMQPMethod::Unblocked(_))) => {
+                AMQPFrame::Method(
+                    _,
+                    AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
+                ) => {
                     tracing::info!("the broker unblocked publishing");
                 }
                 AMQPFrame::Method(_, m) => {
@@ -474,8 +479,11 @@ impl Link {
                 }
                 AMQPFrame::Header(CHANNEL, h) => {
                     if let Some(i) = &mut self.incoming {
-                        i.correlation_id =
-                            h.properties.correlation_id().as_ref().map(|c| c.to_string());
+                        i.correlation_id = h
+                            .properties
+                            .correlation_id()
+                            .as_ref()
+                            .map(|c| c.to_string());
                         i.size = Some(h.body_size);
                     }
                 }
@@ -670,7 +678,10 @@ mod tests {
                 .take_while(|end| *end <= cut)
                 .count();
             assert_eq!(taken, whole, "cut at {cut}");
-            assert_eq!(link.rpos, frames[..taken].iter().map(Vec::len).sum::<usize>());
+            assert_eq!(
+                link.rpos,
+                frames[..taken].iter().map(Vec::len).sum::<usize>()
+            );
         }
     }
 }

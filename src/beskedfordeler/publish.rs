@@ -174,8 +174,9 @@ pub trait BrokerLink {
     fn next_reply(
         &mut self,
     ) -> impl std::future::Future<Output = Option<anyhow::Result<(Option<String>, Vec<u8>)>>>;
-    /// Ends the connection politely (the broker then logs no abrupt close).
-    fn close(self) -> impl std::future::Future<Output = ()>;
+    /// Ends the connection politely (the broker then logs no abrupt
+    /// close); run in the background while the next authority starts.
+    fn close(self) -> impl std::future::Future<Output = ()> + Send + 'static;
 }
 
 /// One envelope to publish.
@@ -241,8 +242,8 @@ impl BrokerLink for amqp::Link {
         amqp::Link::next_reply(self).await
     }
 
-    async fn close(self) {
-        amqp::Link::close(self).await
+    fn close(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        amqp::Link::close(self)
     }
 }
 
@@ -326,6 +327,10 @@ fn publish_all_with<'a, B: Broker + 'a>(
         let total = cfg.in_flight_total.clamp(1, u32::MAX as usize);
         let budget = tokio::sync::Semaphore::new(total);
         let budget = &budget;
+        // Finished authorities' connections close in the background (a
+        // round trip each), while the next authorities start.
+        let closing = std::sync::Mutex::new(tokio::task::JoinSet::new());
+        let closing = &closing;
         let jobs = per_authority.into_iter().map(|(authority, batches)| {
             let mut broker = make();
             let window = batches
@@ -361,7 +366,10 @@ fn publish_all_with<'a, B: Broker + 'a>(
                     }
                 }
                 if let Some((link, _)) = link {
-                    link.close().await;
+                    closing
+                        .lock()
+                        .expect("no panic while holding it")
+                        .spawn(link.close());
                 }
                 Ok(outcomes)
             }
@@ -372,6 +380,8 @@ fn publish_all_with<'a, B: Broker + 'a>(
                 cfg.parallel_authorities,
             ))
             .await;
+        let closing = std::mem::take(&mut *closing.lock().expect("no panic while holding it"));
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing.join_all()).await;
         let mut outcomes = Vec::new();
         for r in results {
             outcomes.extend(r?);
@@ -1103,7 +1113,12 @@ mod tests {
             Ok(())
         }
 
-        async fn close(self) {}
+        // Closed at once: `open` counts the connections publishing (a real
+        // one takes a round trip to close, in the background).
+        fn close(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+            drop(self);
+            async {}
+        }
 
         async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
             let (delay, stall_until) = {
