@@ -100,14 +100,10 @@ pub async fn connect(cfg: &BeskedfordelerConfig, token: &str) -> anyhow::Result<
 }
 
 impl Link {
-    async fn login(
-        io: Box<dyn Io>,
-        uri: &AMQPUri,
-        exchange: &str,
-        token: &str,
-    ) -> anyhow::Result<Link> {
+    /// A link over `io`, before anything is said.
+    fn over(io: Box<dyn Io>) -> Link {
         let now = Instant::now();
-        let mut link = Link {
+        Link {
             io,
             rbuf: Vec::with_capacity(64 * 1024),
             rpos: 0,
@@ -119,7 +115,16 @@ impl Link {
             publish: Vec::new(),
             incoming: None,
             returned: 0,
-        };
+        }
+    }
+
+    async fn login(
+        io: Box<dyn Io>,
+        uri: &AMQPUri,
+        exchange: &str,
+        token: &str,
+    ) -> anyhow::Result<Link> {
+        let mut link = Link::over(io);
         link.io.write_all(PROTOCOL_HEADER).await?;
         link.io.flush().await?;
         let (mechanism, response) = if uri.query.auth_mechanism == Some(SASLMechanism::External) {
@@ -651,19 +656,8 @@ mod tests {
         ];
         let all = frames.concat();
         for cut in 0..=all.len() {
-            let mut link = Link {
-                io: Box::new(tokio::io::duplex(64).0),
-                rbuf: all[..cut].to_vec(),
-                rpos: 0,
-                wbuf: Vec::new(),
-                frame_max: FRAME_MAX,
-                heartbeat: None,
-                last_read: Instant::now(),
-                last_write: Instant::now(),
-                publish: Vec::new(),
-                incoming: None,
-                returned: 0,
-            };
+            let mut link = Link::over(Box::new(tokio::io::duplex(64).0));
+            link.rbuf = all[..cut].to_vec();
             let mut taken = 0;
             while let Some(f) = link.buffered_frame().unwrap() {
                 assert_eq!(encode(&f).unwrap(), frames[taken]);
@@ -683,5 +677,207 @@ mod tests {
                 frames[..taken].iter().map(Vec::len).sum::<usize>()
             );
         }
+    }
+
+    fn method(channel: u16, m: AMQPClass) -> Vec<u8> {
+        encode(&AMQPFrame::Method(channel, m)).unwrap()
+    }
+
+    /// A broker over `io` as far as the end of the handshake (what the
+    /// client pipelines is read back as it is sent); its Tune proposes
+    /// `heartbeat`. Gives the server's side, reading frames as a link does.
+    async fn broker_until_ready(io: tokio::io::DuplexStream, heartbeat: u16) -> Link {
+        let mut server = Link::over(Box::new(io));
+        let mut header = [0u8; 8];
+        server.io.read_exact(&mut header).await.unwrap();
+        assert_eq!(&header, PROTOCOL_HEADER);
+        let start = connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: FieldTable::default(),
+            mechanisms: "PLAIN AMQPLAIN".into(),
+            locales: "en_US".into(),
+        };
+        server
+            .write(&method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+            ))
+            .await
+            .unwrap();
+        let Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::StartOk(ok)))) =
+            server.frame().await.unwrap()
+        else {
+            panic!("no Start-Ok")
+        };
+        assert_eq!(ok.mechanism.as_str(), "PLAIN");
+        assert_eq!(ok.response.as_bytes(), b"\0guest\0secret");
+        let tune = connection::Tune {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat,
+        };
+        server
+            .write(&method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Tune(tune)),
+            ))
+            .await
+            .unwrap();
+        let mut said = Vec::new();
+        for _ in 0..4 {
+            match server.frame().await.unwrap() {
+                Some(AMQPFrame::Method(_, m)) => said.push(m),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            said[..],
+            [
+                AMQPClass::Connection(connection::AMQPMethod::TuneOk(_)),
+                AMQPClass::Connection(connection::AMQPMethod::Open(_)),
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)),
+                AMQPClass::Basic(basic::AMQPMethod::Consume(_)),
+            ]
+        ));
+        let mut ready = method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+        );
+        ready.extend(method(
+            CHANNEL,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        ));
+        ready.extend(method(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: "c".into(),
+            })),
+        ));
+        server.write(&ready).await.unwrap();
+        server
+    }
+
+    fn uri() -> AMQPUri {
+        "amqp://guest:secret@127.0.0.1:5672/%2f".parse().unwrap()
+    }
+
+    #[test]
+    fn replies_are_read_whole_returns_skipped_and_a_close_gives_its_reason() {
+        crate::rt::runtime().unwrap().block_on(async {
+            let (client_io, server_io) = tokio::io::duplex(1 << 16);
+            let server = tokio::spawn(async move {
+                let mut server = broker_until_ready(server_io, 0).await;
+                let header = |cid: &str, size: u64| {
+                    encode(&AMQPFrame::Header(
+                        CHANNEL,
+                        AMQPContentHeader {
+                            class_id: BASIC,
+                            body_size: size,
+                            properties: basic::AMQPProperties::default()
+                                .with_correlation_id(cid.into()),
+                        },
+                    ))
+                    .unwrap()
+                };
+                let body = |b: &[u8]| encode(&AMQPFrame::Body(CHANNEL, b.to_vec())).unwrap();
+                // A returned message (its content skipped), then a reply
+                // in two body frames.
+                let mut out = method(
+                    CHANNEL,
+                    AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                        reply_code: 312,
+                        reply_text: "NO_ROUTE".into(),
+                        exchange: "x".into(),
+                        routing_key: "".into(),
+                    })),
+                );
+                out.extend(header("returned", 3));
+                out.extend(body(b"abc"));
+                out.extend(method(
+                    CHANNEL,
+                    AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                        consumer_tag: "c".into(),
+                        delivery_tag: 1,
+                        redelivered: false,
+                        exchange: "".into(),
+                        routing_key: "r".into(),
+                    })),
+                ));
+                out.extend(header("cid-1", 10));
+                out.extend(body(b"<Sta"));
+                out.extend(body(b"ndard>"));
+                out.extend(method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                        reply_code: 403,
+                        reply_text: "ACCESS_REFUSED - not the token of this login".into(),
+                        class_id: 60,
+                        method_id: 40,
+                    })),
+                ));
+                server.write(&out).await.unwrap();
+                // The client answers the close.
+                loop {
+                    match server.frame().await.unwrap() {
+                        Some(AMQPFrame::Method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)),
+                        )) => break true,
+                        Some(_) => {}
+                        None => break false,
+                    }
+                }
+            });
+            let mut link = Link::login(Box::new(client_io), &uri(), "x", "unused")
+                .await
+                .unwrap();
+            let (cid, body) = link.next_reply().await.unwrap().unwrap();
+            assert_eq!(cid.as_deref(), Some("cid-1"));
+            assert_eq!(body, b"<Standard>");
+            assert_eq!(link.returned, 1);
+            let e = link.next_reply().await.unwrap().unwrap_err().to_string();
+            assert!(
+                e.contains("403 ACCESS_REFUSED - not the token of this login"),
+                "{e}"
+            );
+            assert!(server.await.unwrap(), "Close-Ok sent");
+        });
+    }
+
+    #[test]
+    fn heartbeats_go_out_while_waiting_and_a_silent_broker_is_left() {
+        crate::rt::runtime().unwrap().block_on(async {
+            let (client_io, server_io) = tokio::io::duplex(1 << 16);
+            let server = tokio::spawn(async move {
+                let mut server = broker_until_ready(server_io, 1).await;
+                // Silent from here; counts the client's heartbeats.
+                let mut beats = 0;
+                while let Ok(Some(f)) = server.frame().await {
+                    if f == AMQPFrame::Heartbeat {
+                        beats += 1;
+                    }
+                }
+                beats
+            });
+            let mut link = Link::login(Box::new(client_io), &uri(), "x", "unused")
+                .await
+                .unwrap();
+            assert_eq!(link.heartbeat, Some(Duration::from_secs(1)));
+            let waited = Instant::now();
+            let e = tokio::time::timeout(Duration::from_secs(10), link.next_reply())
+                .await
+                .expect("left within 10 s")
+                .unwrap()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("missed its heartbeats"), "{e}");
+            assert!(
+                waited.elapsed() >= Duration::from_secs(2),
+                "not before two beats"
+            );
+            drop(link);
+            assert!(server.await.unwrap() >= 3, "a heartbeat every half second");
+        });
     }
 }
