@@ -23,7 +23,7 @@ use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::BeskedfordelerConfig;
-use super::publish::{Outgoing, REPLY_TO};
+use super::publish::{BrokerLink, Outgoing, REPLY_TO};
 
 const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 const FRAME_HEADER: u8 = 2;
@@ -403,9 +403,11 @@ impl Link {
             self.last_read = Instant::now();
         }
     }
+}
 
+impl BrokerLink for Link {
     /// Publishes `msgs` in order, in one write.
-    pub async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
+    async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         for m in msgs {
@@ -445,7 +447,7 @@ impl Link {
 
     /// The next reply: its correlation id and body. `None`: the connection
     /// ended. Cancel safe.
-    pub async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
+    async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
         loop {
             let frame = match self.frame().await {
                 Ok(Some(f)) => f,
@@ -514,7 +516,7 @@ impl Link {
 
     /// Closes the connection politely (the broker logs no "unexpectedly
     /// closed"), waiting a moment for its close-ok.
-    pub async fn close(mut self) {
+    async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             self.send_method(
                 0,

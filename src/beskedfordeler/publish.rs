@@ -233,20 +233,6 @@ impl Broker for Amqp<'_> {
     }
 }
 
-impl BrokerLink for amqp::Link {
-    async fn send_all(&mut self, token: &str, msgs: &[Outgoing<'_>]) -> anyhow::Result<()> {
-        amqp::Link::send_all(self, token, msgs).await
-    }
-
-    async fn next_reply(&mut self) -> Option<anyhow::Result<(Option<String>, Vec<u8>)>> {
-        amqp::Link::next_reply(self).await
-    }
-
-    fn close(self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        amqp::Link::close(self)
-    }
-}
-
 /// Publishes one message; the caller matches the reply by `correlation_id`.
 pub async fn send(
     channel: &Channel,
